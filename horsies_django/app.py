@@ -1,0 +1,460 @@
+"""The producer side: `Horsies` registers tasks; a task sends itself; a handle waits for its result."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from .conf import DEFAULT_QUEUE, get_settings
+from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result, dumps
+from .types.codes import OperationalErrorCode, RetrievalCode, TaskSendErrorCode
+from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+
+if TYPE_CHECKING:
+    from .broker import Broker, NewTask
+
+logger = logging.getLogger("horsies_django")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"})
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAttemptInfo:
+    number: int
+    outcome: str
+    worker_id: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error_code: str | None
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A snapshot of a task's row, for code that wants more than the result."""
+
+    task_id: str
+    task_name: str
+    status: str
+    queue_name: str
+    priority: int
+    attempt: int
+    retry_count: int
+    max_retries: int
+    enqueued_at: datetime
+    run_at: datetime
+    claimed_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    good_until: datetime | None
+    worker_id: str | None
+    error_code: str | None
+    error_message: str
+    attempts: tuple[TaskAttemptInfo, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Per-send choices, kept apart from the task's own arguments (see `with_options`)."""
+
+    queue_name: str | None = None
+    priority: int | None = None
+    good_until: datetime | None = None
+
+
+def _broker() -> Broker:
+    from .broker import get_broker
+
+    return get_broker()
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = False) -> Err[TaskSendError]:
+    return Err(TaskSendError(code=code, message=message, retryable=retryable))
+
+
+class TaskHandle(Generic[T]):
+    """A sent task: `get()` waits for its `TaskResult`; `info()` reads its row."""
+
+    __slots__ = ("task_id", "_task")
+
+    def __init__(self, task_id: str, task: TaskFunction[Any, T] | None = None) -> None:
+        self.task_id = task_id
+        self._task = task
+
+    def __repr__(self) -> str:
+        return f"TaskHandle(task_id={self.task_id!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskHandle) and other.task_id == self.task_id
+
+    def __hash__(self) -> int:
+        return hash(self.task_id)
+
+    def _poll(self) -> TaskResult[T, TaskError] | None:
+        """One look at the row: the final result, or None while the task has not ended."""
+        try:
+            outcome = _broker().fetch_outcome(uuid.UUID(self.task_id))
+        except ValueError:
+            return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"{self.task_id!r} is not a task id")
+        except Exception as exc:
+            logger.warning("result lookup failed task_id=%s: %s", self.task_id, exc)
+            return TaskResult(
+                err=TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}")
+            )
+        if outcome is None:
+            return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"no task with id {self.task_id}")
+        if outcome.status not in TERMINAL:
+            return None
+        if outcome.result is None:
+            return _retrieval_error(
+                RetrievalCode.RESULT_NOT_AVAILABLE, f"task {self.task_id} ended {outcome.status} with no result"
+            )
+        task = self._task
+        try:
+            return decode_result(outcome.result, task.signature.ok_adapter if task else None)
+        except CodecError as exc:
+            return TaskResult(
+                err=TaskError(error_code=OperationalErrorCode.RESULT_DESERIALIZATION_ERROR, message=str(exc))
+            )
+
+    def get(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
+        """Wait up to `timeout_ms` (None: no limit) for the task to end and return its result.
+
+        When the time runs out the result is `RetrievalCode.WAIT_TIMEOUT`; the task may still run.
+        """
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        delay = 0.002
+        while True:
+            result = self._poll()
+            if result is not None:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                return self._timed_out(timeout_ms)
+            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+            time.sleep(pause)
+            delay = min(delay * 1.5, 0.05)
+
+    async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
+        """`get()` for an event loop: waits without holding a thread."""
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        delay = 0.002
+        poll = sync_to_async(self._poll, thread_sensitive=True)
+        while True:
+            result = await poll()
+            if result is not None:
+                return result
+            if deadline is not None and time.monotonic() >= deadline:
+                return self._timed_out(timeout_ms)
+            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
+            await asyncio.sleep(pause)
+            delay = min(delay * 1.5, 0.05)
+
+    def _timed_out(self, timeout_ms: int | None) -> TaskResult[T, TaskError]:
+        return _retrieval_error(
+            RetrievalCode.WAIT_TIMEOUT, f"task {self.task_id} did not finish within {timeout_ms} ms; it may still run"
+        )
+
+    def info(self, include_attempts: bool = False) -> Result[TaskInfo | None, TaskError]:
+        """The task's row as a `TaskInfo`; `Ok(None)` for an unknown id; `Err` on a database error."""
+        from .models import Task
+
+        try:
+            row = Task.objects.using(get_settings().database).filter(pk=self.task_id).first()
+            if row is None:
+                return Ok(None)
+            attempts: tuple[TaskAttemptInfo, ...] = ()
+            if include_attempts:
+                attempts = tuple(
+                    TaskAttemptInfo(
+                        number=a.number,
+                        outcome=a.outcome,
+                        worker_id=a.worker_id,
+                        started_at=a.started_at,
+                        finished_at=a.finished_at,
+                        error_code=a.error_code,
+                        error_message=a.error_message,
+                    )
+                    for a in row.attempts.order_by("number")
+                )
+        except Exception as exc:
+            return Err(TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
+        return Ok(
+            TaskInfo(
+                task_id=str(row.id),
+                task_name=row.name,
+                status=row.status,
+                queue_name=row.queue_name,
+                priority=row.priority,
+                attempt=row.attempt,
+                retry_count=max(row.attempt - 1 - row.crash_reruns, 0),
+                max_retries=row.max_retries,
+                enqueued_at=row.enqueued_at,
+                run_at=row.run_at,
+                claimed_at=row.claimed_at,
+                started_at=row.started_at,
+                finished_at=row.finished_at,
+                good_until=row.good_until,
+                worker_id=row.worker_id,
+                error_code=row.error_code,
+                error_message=row.error_message,
+                attempts=attempts,
+            )
+        )
+
+    async def info_async(self, include_attempts: bool = False) -> Result[TaskInfo | None, TaskError]:
+        return await sync_to_async(self.info, thread_sensitive=True)(include_attempts)
+
+
+def _retrieval_error(code: RetrievalCode, message: str) -> TaskResult[Any, TaskError]:
+    return TaskResult(err=TaskError(error_code=code, message=message))
+
+
+def _broker_name_lookup(task_id: str) -> str | None:
+    from .models import Task
+
+    return Task.objects.using(get_settings().database).filter(pk=task_id).values_list("name", flat=True).first()
+
+
+class TaskFunction(Generic[P, T]):
+    """A registered task. Calling it runs the function here; `send()` queues it for a worker."""
+
+    def __init__(
+        self,
+        *,
+        app: Horsies,
+        name: str,
+        fn: Callable[P, TaskResult[T, TaskError]],
+        queue_name: str,
+        signature: TaskSignature,
+        options: SendOptions = SendOptions(),
+    ) -> None:
+        self.app = app
+        self.name = name
+        self.fn = fn
+        self.queue_name = queue_name
+        self.signature = signature
+        self.options = options
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__module__ = fn.__module__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<TaskFunction {self.name!r} queue={self.queue_name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> TaskResult[T, TaskError]:
+        return self.fn(*args, **kwargs)
+
+    def with_options(
+        self,
+        *,
+        queue_name: str | None = None,
+        priority: int | None = None,
+        good_until: datetime | None = None,
+    ) -> TaskFunction[P, T]:
+        """A copy of this task whose sends use these options (like Django's `Task.using()`)."""
+        changes = {"queue_name": queue_name, "priority": priority, "good_until": good_until}
+        options = dataclasses.replace(self.options, **{k: v for k, v in changes.items() if v is not None})
+        return TaskFunction(
+            app=self.app, name=self.name, fn=self.fn, queue_name=self.queue_name, signature=self.signature,
+            options=options,
+        )
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _new_task(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float) -> Result[NewTask, TaskSendError]:
+        from .broker import NewTask
+        from .models import MAX_PRIORITY, MIN_PRIORITY
+
+        settings = get_settings()
+        try:
+            arguments = self.signature.encode_arguments(args, kwargs)
+        except CodecError as exc:
+            return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {exc}")
+        size = len(dumps(arguments).encode())
+        if size > settings.max_payload_bytes:
+            return _send_error(
+                TaskSendErrorCode.PAYLOAD_TOO_LARGE,
+                f"task {self.name!r}: arguments are {size} bytes; HORSIES['MAX_PAYLOAD_BYTES'] is "
+                f"{settings.max_payload_bytes}",
+            )
+        queue_name = self.options.queue_name or self.queue_name
+        priority = self.options.priority if self.options.priority is not None else settings.queue_priority(queue_name)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
+                f"got {priority!r}",
+            )
+        good_until = self.options.good_until
+        if good_until is not None and timezone.is_naive(good_until):
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: good_until must be timezone-aware"
+            )
+        now = timezone.now()
+        return Ok(
+            NewTask(
+                id=uuid.uuid4(),
+                name=self.name,
+                queue_name=queue_name,
+                priority=priority,
+                arguments=arguments,
+                run_at=now + timedelta(seconds=delay_s),
+                enqueued_at=now,
+                good_until=good_until,
+                max_retries=0,
+            )
+        )
+
+    def _enqueue(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float) -> TaskSendResult[TaskHandle[T]]:
+        match self._new_task(args, kwargs, delay_s):
+            case Err() as error:
+                return error
+            case Ok(row):
+                pass
+        try:
+            _broker().enqueue_many([row])
+        except Exception as exc:
+            logger.warning("enqueue failed task=%s: %s", self.name, exc)
+            return Err(
+                TaskSendError(
+                    code=TaskSendErrorCode.ENQUEUE_FAILED,
+                    message=f"task {self.name!r}: database error: {exc}",
+                    retryable=True,
+                    task_id=str(row.id),
+                )
+            )
+        return Ok(TaskHandle(str(row.id), self))
+
+    def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """Queue the task now. Returns `Ok(TaskHandle)` or `Err(TaskSendError)`; writes nothing on error."""
+        if _in_event_loop():
+            return _send_error(
+                TaskSendErrorCode.ASYNC_CONTEXT,
+                f"task {self.name!r}: send() blocks on the database; inside an event loop use "
+                "'await task.send_async(...)'",
+            )
+        return self._enqueue(args, kwargs, 0)
+
+    def schedule(self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """Queue the task to run no earlier than `delay_seconds` from now."""
+        if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)) or not delay_seconds >= 0:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: delay_seconds must be a number >= 0, got {delay_seconds!r}",
+            )
+        if _in_event_loop():
+            return _send_error(
+                TaskSendErrorCode.ASYNC_CONTEXT,
+                f"task {self.name!r}: schedule() blocks on the database; use 'await task.schedule_async(...)'",
+            )
+        return self._enqueue(args, kwargs, delay_seconds)
+
+    async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        return await sync_to_async(self._enqueue, thread_sensitive=True)(args, kwargs, 0)
+
+    async def schedule_async(
+        self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs
+    ) -> TaskSendResult[TaskHandle[T]]:
+        return await sync_to_async(self.schedule, thread_sensitive=True)(delay_seconds, *args, **kwargs)
+
+
+class Horsies:
+    """A registry of tasks. `horsies_django.app` is the project-wide instance."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskFunction[Any, Any]] = {}
+
+    @overload
+    def task(
+        self, name: str, *, queue_name: str | None = None
+    ) -> Callable[[Callable[P, TaskResult[T, TaskError]]], TaskFunction[P, T]]: ...
+
+    @overload
+    def task(
+        self, name: str, fn: Callable[P, TaskResult[T, TaskError]], *, queue_name: str | None = None
+    ) -> TaskFunction[P, T]: ...
+
+    def task(self, name: str, fn: Any = None, *, queue_name: str | None = None) -> Any:
+        """Register a function as task `name` on `queue_name` (default: "default")."""
+
+        def register(func: Callable[P, TaskResult[T, TaskError]]) -> TaskFunction[P, T]:
+            if not isinstance(name, str) or not name:
+                raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
+            if isinstance(func, TaskFunction):
+                raise TaskDefinitionError(f"task {name!r}: {func!r} is already a task")
+            existing = self._tasks.get(name)
+            if existing is not None and not _same_function(existing.fn, func):
+                raise TaskDefinitionError(
+                    f"task name {name!r} is already used by {_where(existing.fn)}; "
+                    f"{_where(func)} must use another name"
+                )
+            task = TaskFunction(
+                app=self,
+                name=name,
+                fn=func,
+                queue_name=queue_name or DEFAULT_QUEUE,
+                signature=TaskSignature.of(func),
+            )
+            self._tasks[name] = task
+            return task
+
+        return register if fn is None else register(fn)
+
+    def list_tasks(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def get_task(self, name: str) -> TaskFunction[Any, Any] | None:
+        return self._tasks.get(name)
+
+    def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
+        """A handle for a task sent elsewhere (another request, another process)."""
+        task_id = str(task_id)
+        name = None
+        try:
+            name = _broker_name_lookup(task_id)
+        except Exception:  # An unknown or malformed id resolves to TASK_NOT_FOUND on get().
+            pass
+        return TaskHandle(task_id, self._tasks.get(name) if name else None)
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # A module imported twice (e.g. under two names) registers the same function again; that is fine.
+    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (
+        getattr(b, "__module__", None),
+        getattr(b, "__qualname__", None),
+    ) or a is b
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    where = f"{code.co_filename}:{code.co_firstlineno}" if code else "?"
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)} ({where})"
+
+
+app = Horsies()
+
+
+__all__ = ["Horsies", "SendOptions", "TaskFunction", "TaskHandle", "TaskInfo", "TaskAttemptInfo", "app"]

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.core import checks
+
+
+class HorsiesConfig(AppConfig):
+    name = "horsies_django"
+    label = "horsies_django"
+    verbose_name = "Horsies tasks"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
+        from .checks import check_settings
+
+        checks.register(check_settings, checks.Tags.compatibility)
+        # Like admin.py: every installed app's tasks.py registers its tasks with the app.
+        autodiscover_modules("tasks")

@@ -1,0 +1,308 @@
+"""The queue's storage interface. Every statement that touches the queue lives in this package;
+one subclass per database vendor supplies what must differ (locking, wakeups, type spellings)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+from ..types.codec import dumps, loads
+
+TASK_TABLE = "horsies_task"
+ATTEMPT_TABLE = "horsies_task_attempt"
+
+# SQLite allows 32,766 bound parameters per statement; this keeps every batch well inside it.
+INSERT_CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A row to insert: everything `send()` decided, already encoded."""
+
+    id: uuid.UUID
+    name: str
+    queue_name: str
+    priority: int
+    arguments: dict[str, Any]
+    run_at: datetime
+    enqueued_at: datetime
+    good_until: datetime | None
+    max_retries: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task this worker now holds: run it, then finish it with the same `claim_token`."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    attempt: int
+    claim_token: int
+    max_retries: int
+    priority: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """How one held attempt ended. `status` PENDING with `run_at` set means: run again then."""
+
+    task_id: str
+    claim_token: int
+    attempt: int
+    status: str
+    result: dict[str, Any] | None
+    error_code: str | None
+    error_message: str
+    error_traceback: str
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime
+    attempt_outcome: str
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutcome:
+    status: str
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LostTasks:
+    """What `recover_lost` did: tasks put back to run again, and tasks ended as crashed."""
+
+    requeued: list[str]
+    failed: list[str]
+
+
+_TASK_COLUMNS = (
+    "id, name, queue_name, priority, status, arguments, result, error_code, error_message, "
+    "error_traceback, attempt, max_retries, crash_reruns, run_at, enqueued_at, good_until, claim_token"
+)
+_ATTEMPT_COLUMNS = (
+    "task_id, number, worker_id, started_at, finished_at, outcome, error_code, error_message, error_traceback"
+)
+
+
+class Broker:
+    """Queue SQL shared by every vendor; subclasses override what their database spells differently."""
+
+    vendor = ""
+    json_placeholder = "%s"
+    # Appended to reads of rows about to be updated; PostgreSQL skips rows another worker holds.
+    lock_rows = ""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+
+    @property
+    def connection(self) -> BaseDatabaseWrapper:
+        return connections[self.alias]
+
+    # -- vendor hooks ---------------------------------------------------------------------
+
+    def db_uuid(self, value: uuid.UUID) -> Any:
+        """A UUID as this database stores it."""
+        raise NotImplementedError("subclasses of Broker must provide db_uuid()")
+
+    def db_datetime(self, value: datetime | None) -> Any:
+        return self.connection.ops.adapt_datetimefield_value(value)
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[CursorWrapper]:
+        """A short transaction that takes the write lock up front (joins the caller's, if any)."""
+        with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
+            yield cursor
+
+    def claim(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime
+    ) -> list[ClaimedTask]:
+        """Claim up to `limit` ready tasks, highest priority (smallest number) first, as RUNNING."""
+        raise NotImplementedError("subclasses of Broker must provide claim()")
+
+    def notify_new_work(self, cursor: CursorWrapper, queue_names: set[str]) -> None:
+        """Wake idle workers after commit, where the database can; polling covers the rest."""
+
+    # -- shared SQL -----------------------------------------------------------------------
+
+    def enqueue_many(self, tasks: Sequence[NewTask]) -> None:
+        """Insert tasks in multi-row statements, all or nothing, inside the caller's transaction if any."""
+        if not tasks:
+            return
+        one_row = f"(%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0)"
+        with self.write_transaction() as cursor:
+            for start in range(0, len(tasks), INSERT_CHUNK):
+                chunk = tasks[start : start + INSERT_CHUNK]
+                params: list[Any] = []
+                for task in chunk:
+                    params += [
+                        self.db_uuid(task.id),
+                        task.name,
+                        task.queue_name,
+                        task.priority,
+                        dumps(task.arguments),
+                        task.max_retries,
+                        self.db_datetime(task.run_at),
+                        self.db_datetime(task.enqueued_at),
+                        self.db_datetime(task.good_until),
+                    ]
+                values = ", ".join([one_row] * len(chunk))
+                cursor.execute(f"INSERT INTO {TASK_TABLE} ({_TASK_COLUMNS}) VALUES {values}", params)
+            self.notify_new_work(cursor, {task.queue_name for task in tasks})
+
+    def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[ClaimedTask]:
+        claimed = [
+            ClaimedTask(
+                id=str(uuid.UUID(str(row[0]))),
+                name=row[1],
+                arguments=loads(row[2]),
+                attempt=row[3],
+                claim_token=row[4],
+                max_retries=row[5],
+                priority=row[6],
+            )
+            for row in rows
+        ]
+        # RETURNING gives no order; run the most urgent first when the pool is short.
+        claimed.sort(key=lambda task: task.priority)
+        return claimed
+
+    claim_returning = "RETURNING id, name, arguments, attempt, claim_token, max_retries, priority"
+
+    def finish_many(self, finishes: Sequence[Finish]) -> set[str]:
+        """Write the outcome of held attempts in one transaction; return the ids actually finished.
+
+        A row is written only while the task is still held under the same claim token, so a worker
+        that lost its lease cannot overwrite the attempt that replaced it.
+        """
+        if not finishes:
+            return set()
+        applied: set[str] = set()
+        set_clause = (
+            f"status = %s, result = {self.json_placeholder}, error_code = %s, error_message = %s, "
+            "error_traceback = %s, finished_at = %s, lease_expires_at = NULL, run_at = COALESCE(%s, run_at)"
+        )
+        with self.write_transaction() as cursor:
+            for finish in finishes:
+                cursor.execute(
+                    f"UPDATE {TASK_TABLE} SET {set_clause} "
+                    "WHERE id = %s AND claim_token = %s AND status IN ('CLAIMED', 'RUNNING')",
+                    [
+                        finish.status,
+                        None if finish.result is None else dumps(finish.result),
+                        finish.error_code,
+                        finish.error_message,
+                        finish.error_traceback,
+                        self.db_datetime(finish.finished_at if finish.status != "PENDING" else None),
+                        self.db_datetime(finish.run_at),
+                        self.db_uuid(uuid.UUID(finish.task_id)),
+                        finish.claim_token,
+                    ],
+                )
+                if cursor.rowcount == 1:
+                    applied.add(finish.task_id)
+            self._record_attempts(cursor, [f for f in finishes if f.task_id in applied])
+        return applied
+
+    def _record_attempts(self, cursor: CursorWrapper, finishes: Sequence[Finish]) -> None:
+        if not finishes:
+            return
+        cursor.executemany(
+            f"INSERT INTO {ATTEMPT_TABLE} ({_ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                [
+                    self.db_uuid(uuid.UUID(f.task_id)),
+                    f.attempt,
+                    f.worker_id,
+                    self.db_datetime(f.started_at),
+                    self.db_datetime(f.finished_at),
+                    f.attempt_outcome,
+                    f.error_code,
+                    f.error_message,
+                    f.error_traceback,
+                ]
+                for f in finishes
+            ],
+        )
+
+    def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> int:
+        """Extend the lease of every task this worker still holds, in one statement."""
+        if not held:
+            return 0
+        pairs = " OR ".join(["(id = %s AND claim_token = %s)"] * len(held))
+        params: list[Any] = [self.db_datetime(lease_until), worker_id]
+        for task_id, token in held:
+            params += [self.db_uuid(uuid.UUID(task_id)), token]
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {TASK_TABLE} SET lease_expires_at = %s WHERE worker_id = %s "
+                f"AND status IN ('CLAIMED', 'RUNNING') AND ({pairs})",
+                params,
+            )
+            return int(cursor.rowcount)
+
+    def expire_pending(self, *, now: datetime, result: dict[str, Any], error_code: str, message: str) -> int:
+        """End PENDING tasks whose `good_until` has passed; they never run."""
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                f"UPDATE {TASK_TABLE} SET status = 'EXPIRED', result = {self.json_placeholder}, error_code = %s, "
+                "error_message = %s, finished_at = %s WHERE status = 'PENDING' AND good_until <= %s",
+                [dumps(result), error_code, message, self.db_datetime(now), self.db_datetime(now)],
+            )
+            return int(cursor.rowcount)
+
+    def recover_lost(
+        self, *, now: datetime, max_crash_reruns: int, crashed_result: dict[str, Any], message: str
+    ) -> LostTasks:
+        """Find held tasks whose lease ran out (their worker died or hung) and run them again,
+        or end them as WORKER_CRASHED once they have used up `max_crash_reruns` re-runs."""
+        requeued: list[str] = []
+        failed: list[str] = []
+        at = self.db_datetime(now)
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                f"SELECT id, claim_token, attempt, worker_id, started_at, crash_reruns FROM {TASK_TABLE} "
+                f"WHERE status IN ('CLAIMED', 'RUNNING') AND lease_expires_at < %s{self.lock_rows}",
+                [at],
+            )
+            lost = cursor.fetchall()
+            for task_id, token, attempt, worker_id, started_at, crash_reruns in lost:
+                if crash_reruns < max_crash_reruns:
+                    cursor.execute(
+                        f"UPDATE {TASK_TABLE} SET status = 'PENDING', crash_reruns = crash_reruns + 1, "
+                        "worker_id = NULL, lease_expires_at = NULL, run_at = %s WHERE id = %s AND claim_token = %s",
+                        [at, task_id, token],
+                    )
+                    requeued.append(str(uuid.UUID(str(task_id))))
+                else:
+                    cursor.execute(
+                        f"UPDATE {TASK_TABLE} SET status = 'FAILED', result = {self.json_placeholder}, "
+                        "error_code = %s, error_message = %s, finished_at = %s, lease_expires_at = NULL "
+                        "WHERE id = %s AND claim_token = %s",
+                        [dumps(crashed_result), "WORKER_CRASHED", message, at, task_id, token],
+                    )
+                    failed.append(str(uuid.UUID(str(task_id))))
+                cursor.execute(
+                    f"INSERT INTO {ATTEMPT_TABLE} ({_ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [task_id, attempt, worker_id or "", started_at, at, "WORKER_LOST", "WORKER_CRASHED",
+                     f"lease expired under worker {worker_id}", ""],
+                )
+        return LostTasks(requeued=requeued, failed=failed)
+
+    def fetch_outcome(self, task_id: uuid.UUID) -> StoredOutcome | None:
+        """The task's status and stored result envelope, or None if there is no such task."""
+        with self.connection.cursor() as cursor:
+            cursor.execute(f"SELECT status, result FROM {TASK_TABLE} WHERE id = %s", [self.db_uuid(task_id)])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return StoredOutcome(status=row[0], result=None if row[1] is None else loads(row[1]))

@@ -1,0 +1,63 @@
+"""SQLite: one writer at a time, so claims take the write lock up front with `BEGIN IMMEDIATE`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from django.db.backends.utils import CursorWrapper
+
+from .base import TASK_TABLE, Broker, ClaimedTask
+
+
+class SqliteBroker(Broker):
+    vendor = "sqlite"
+
+    def db_uuid(self, value: uuid.UUID) -> Any:
+        return value.hex  # Django stores UUIDField as 32 hex digits on SQLite.
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[CursorWrapper]:
+        connection = self.connection
+        if connection.in_atomic_block:
+            # The caller's transaction: commit or roll back with it.
+            with connection.cursor() as cursor:
+                yield cursor
+            return
+        connection.ensure_connection()
+        with connection.cursor() as cursor:
+            # A deferred transaction that reads first cannot wait for the write lock (it fails with
+            # "database is locked" at once); taking the lock at BEGIN makes it wait its turn instead.
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def claim(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime
+    ) -> list[ClaimedTask]:
+        queue_filter = f"AND queue_name IN ({', '.join(['%s'] * len(queues))})" if queues else ""
+        at = self.db_datetime(now)
+        params: list[Any] = [worker_id, at, at, self.db_datetime(lease_until), at, at]
+        params += list(queues or ())
+        params.append(limit)
+        sql = f"""
+            UPDATE {TASK_TABLE}
+               SET status = 'RUNNING', claim_token = claim_token + 1, attempt = attempt + 1,
+                   worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s
+             WHERE id IN (SELECT id FROM {TASK_TABLE}
+                           WHERE status = 'PENDING' AND run_at <= %s
+                             AND (good_until IS NULL OR good_until > %s) {queue_filter}
+                           ORDER BY priority, run_at
+                           LIMIT %s)
+            {self.claim_returning}
+        """
+        with self.write_transaction() as cursor:
+            cursor.execute(sql, params)
+            return self._claimed(cursor.fetchall())

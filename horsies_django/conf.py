@@ -1,0 +1,140 @@
+"""`settings.HORSIES`, read lazily into a typed object so `override_settings` works in tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULT_QUEUE = "default"
+DEFAULT_PRIORITY = 100
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = 4
+    heartbeat_s: float = 10.0
+    lease_s: float = 60.0
+    max_crash_reruns: int = 3
+    poll_interval_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    priority: int = DEFAULT_PRIORITY
+    max_concurrency: int | None = None
+
+
+@dataclass(frozen=True)
+class HorsiesSettings:
+    database: str = "default"
+    queues: dict[str, QueueSettings] = field(default_factory=dict)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    max_payload_bytes: int = 1_000_000
+
+    def queue_priority(self, queue_name: str) -> int:
+        queue = self.queues.get(queue_name)
+        return queue.priority if queue else DEFAULT_PRIORITY
+
+
+class SettingsError(ValueError):
+    """`settings.HORSIES` holds a value that cannot work; the message names the key and the fix."""
+
+    def __init__(self, check_id: str, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.check_id = check_id
+        self.hint = hint
+
+
+def _number(raw: dict[str, Any], key: str, default: float, *, minimum: float, where: str) -> Any:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise SettingsError(
+            "horsies_django.E003",
+            f"HORSIES{where}[{key!r}] must be a number >= {minimum}, got {value!r}",
+            f"Set {key} to a number of at least {minimum}, or remove it to use {default!r}.",
+        )
+    return value
+
+
+def parse(raw: Any) -> HorsiesSettings:
+    """Build `HorsiesSettings` from the raw dict; raise `SettingsError` on the first bad value."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
+    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES"}
+    unknown = set(raw) - known
+    if unknown:
+        raise SettingsError(
+            "horsies_django.E002",
+            f"HORSIES has unknown key(s) {sorted(unknown)}",
+            f"Known keys are {sorted(known)}.",
+        )
+    queues_raw = raw.get("QUEUES", {})
+    if not isinstance(queues_raw, dict):
+        raise SettingsError("horsies_django.E004", "HORSIES['QUEUES'] must be a dict", "Map queue names to dicts.")
+    queues: dict[str, QueueSettings] = {}
+    for name, options in queues_raw.items():
+        where = f"['QUEUES'][{name!r}]"
+        if not isinstance(name, str) or not name or not isinstance(options, dict):
+            raise SettingsError(
+                "horsies_django.E004",
+                f"HORSIES{where} must map a non-empty queue name to a dict of options",
+                "Use {'queue-name': {'priority': 1}}.",
+            )
+        cap = options.get("max_concurrency")
+        queues[name] = QueueSettings(
+            priority=int(_number(options, "priority", DEFAULT_PRIORITY, minimum=1, where=where)),
+            max_concurrency=None if cap is None else int(_number(options, "max_concurrency", 0, minimum=0, where=where)),
+        )
+    worker_raw = raw.get("WORKER", {})
+    if not isinstance(worker_raw, dict):
+        raise SettingsError("horsies_django.E005", "HORSIES['WORKER'] must be a dict", "Use {'concurrency': 4}.")
+    defaults = WorkerSettings()
+    where = "['WORKER']"
+    unknown_worker = set(worker_raw) - set(WorkerSettings.__dataclass_fields__)
+    if unknown_worker:
+        raise SettingsError(
+            "horsies_django.E002",
+            f"HORSIES['WORKER'] has unknown key(s) {sorted(unknown_worker)}",
+            f"Known keys are {sorted(WorkerSettings.__dataclass_fields__)}.",
+        )
+    worker = WorkerSettings(
+        concurrency=int(_number(worker_raw, "concurrency", defaults.concurrency, minimum=1, where=where)),
+        heartbeat_s=float(_number(worker_raw, "heartbeat_s", defaults.heartbeat_s, minimum=0.01, where=where)),
+        lease_s=float(_number(worker_raw, "lease_s", defaults.lease_s, minimum=0.05, where=where)),
+        max_crash_reruns=int(_number(worker_raw, "max_crash_reruns", defaults.max_crash_reruns, minimum=0, where=where)),
+        poll_interval_s=float(_number(worker_raw, "poll_interval_s", defaults.poll_interval_s, minimum=0.001, where=where)),
+    )
+    if worker.lease_s < 2 * worker.heartbeat_s:
+        raise SettingsError(
+            "horsies_django.E006",
+            f"HORSIES['WORKER']['lease_s'] ({worker.lease_s}) must be at least twice heartbeat_s ({worker.heartbeat_s})",
+            "A lease shorter than two heartbeats expires under a healthy worker; raise lease_s.",
+        )
+    database = raw.get("DATABASE", "default")
+    if database not in settings.DATABASES:
+        raise SettingsError(
+            "horsies_django.E007",
+            f"HORSIES['DATABASE'] names {database!r}, which is not in DATABASES",
+            f"Use one of {sorted(settings.DATABASES)}.",
+        )
+    max_payload = int(_number(raw, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1, where=""))
+    return HorsiesSettings(database=database, queues=queues, worker=worker, max_payload_bytes=max_payload)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> HorsiesSettings:
+    """The current settings; a bad value raises `SettingsError` (the system checks report it first)."""
+    return parse(getattr(settings, "HORSIES", None))
+
+
+@receiver(setting_changed)
+def _forget_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("HORSIES", "DATABASES"):
+        get_settings.cache_clear()

@@ -1,0 +1,84 @@
+"""`manage.py horsies_worker`: parse the arguments, then hand over to `Worker.run()`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ...worker import Worker
+
+
+def positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def queue_list(value: str) -> list[str]:
+    queues = [name.strip() for name in value.split(",") if name.strip()]
+    if not queues:
+        raise argparse.ArgumentTypeError("give at least one queue name, e.g. --queues critical,standard")
+    return queues
+
+
+class Command(BaseCommand):
+    help = "Run a horsies_django worker: claim tasks from the database and run them."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queues", type=queue_list, default=None,
+            help="Comma-separated queues to take tasks from (default: all queues).",
+        )
+        parser.add_argument(
+            "--concurrency", type=positive_int, default=None,
+            help="Tasks run at once (default: HORSIES['WORKER']['concurrency'], 4).",
+        )
+        parser.add_argument(
+            "--burst", action="store_true",
+            help="Run what is ready now, then exit 0 (for scripts, tests and benchmarks).",
+        )
+        parser.add_argument("--worker-id", default=None, help="Name this worker (default: host:pid:random).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        verbosity = options["verbosity"]
+        level = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG}.get(verbosity, logging.DEBUG)
+        handler = logging.StreamHandler(self.stderr._out)  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger = logging.getLogger("horsies_django")
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        worker = Worker(
+            queues=options["queues"], concurrency=options["concurrency"], burst=options["burst"],
+            worker_id=options["worker_id"],
+        )
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if worker.stopping:
+                self.stderr.write("Stopping now; tasks in hand are left to be re-run after their lease.")
+                os._exit(128 + signum)
+            self.stderr.write(
+                f"{signal.Signals(signum).name}: finishing the tasks in hand, then exiting "
+                "(press Ctrl+C again to stop at once)."
+            )
+            worker.stop()
+
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGTERM, on_signal)
+        try:
+            stats = worker.run()
+        finally:
+            logger.removeHandler(handler)
+        if verbosity >= 1:
+            self.stdout.write(
+                f"worker {worker.worker_id}: {stats.completed} completed, {stats.failed} failed, "
+                f"{stats.throughput():.1f} tasks/s"
+            )
+        sys.stdout.flush()

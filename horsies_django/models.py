@@ -1,0 +1,110 @@
+"""The tables: one `Task` row per send, one `TaskAttempt` row per try."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from .conf import DEFAULT_PRIORITY, DEFAULT_QUEUE
+
+MIN_PRIORITY = 1
+MAX_PRIORITY = 1000
+
+
+class TaskStatus(models.TextChoices):
+    PENDING = "PENDING"
+    CLAIMED = "CLAIMED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
+HELD_STATUSES = frozenset({TaskStatus.CLAIMED, TaskStatus.RUNNING})
+
+
+class Task(models.Model):
+    """A sent task. Rows are written by the broker's SQL; the ORM reads them for the admin."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=255, db_index=True)
+    queue_name = models.CharField(max_length=100, default=DEFAULT_QUEUE)
+    priority = models.IntegerField(default=DEFAULT_PRIORITY, help_text="Smaller runs first.")
+    status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.PENDING)
+    arguments = models.JSONField(default=dict, help_text="Arguments bound by parameter name, encoded as JSON.")
+    result = models.JSONField(null=True, blank=True, help_text="The encoded TaskResult once the task has ended.")
+    error_code = models.CharField(max_length=100, null=True, blank=True, db_index=True)
+    error_message = models.TextField(blank=True, default="")
+    error_traceback = models.TextField(blank=True, default="")
+    attempt = models.PositiveIntegerField(default=0, help_text="Tries started so far.")
+    max_retries = models.PositiveIntegerField(default=0)
+    crash_reruns = models.PositiveIntegerField(default=0, help_text="Re-runs after a worker was lost.")
+    run_at = models.DateTimeField(help_text="Not claimed before this time.")
+    enqueued_at = models.DateTimeField(db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    good_until = models.DateTimeField(null=True, blank=True, help_text="Expires if not started by then.")
+    worker_id = models.CharField(max_length=255, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.PositiveIntegerField(
+        default=0, help_text="Bumped on every claim; only the holder of the current token may finish the task."
+    )
+
+    class Meta:
+        db_table = "horsies_task"
+        ordering = ["-enqueued_at"]
+        indexes = [
+            # The claim query's order; partial, so it holds only the ready rows and stays small.
+            models.Index(
+                fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status="PENDING")
+            ),
+            # The reaper looks for held tasks whose lease ran out.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="horsies_task_lease_idx",
+                condition=Q(status__in=["CLAIMED", "RUNNING"]),
+            ),
+            models.Index(fields=["status", "queue_name"], name="horsies_task_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=MIN_PRIORITY, priority__lte=MAX_PRIORITY),
+                name="horsies_task_priority_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.id} ({self.status})"
+
+
+class AttemptOutcome(models.TextChoices):
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    WORKER_LOST = "WORKER_LOST"
+
+
+class TaskAttempt(models.Model):
+    """One try of a task, kept after the task ends so every failure stays visible."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    worker_id = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=12, choices=AttemptOutcome.choices)
+    error_code = models.CharField(max_length=100, null=True, blank=True)
+    error_message = models.TextField(blank=True, default="")
+    error_traceback = models.TextField(blank=True, default="")
+
+    class Meta:
+        db_table = "horsies_task_attempt"
+        ordering = ["task", "number"]
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="horsies_attempt_unique_number")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of {self.task_id}: {self.outcome}"

@@ -1,0 +1,27 @@
+"""Pure-Python types of horsies_django: results, codes and the JSON codec. Imports no Django."""
+
+from .codes import (
+    BuiltInTaskCode,
+    ContractCode,
+    OperationalErrorCode,
+    OutcomeCode,
+    RetrievalCode,
+    TaskSendErrorCode,
+)
+from .results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+
+__all__ = [
+    "BuiltInTaskCode",
+    "ContractCode",
+    "Err",
+    "Ok",
+    "OperationalErrorCode",
+    "OutcomeCode",
+    "Result",
+    "RetrievalCode",
+    "TaskError",
+    "TaskResult",
+    "TaskSendError",
+    "TaskSendErrorCode",
+    "TaskSendResult",
+]

@@ -1,0 +1,3 @@
+from .runner import Worker, WorkerStats
+
+__all__ = ["Worker", "WorkerStats"]

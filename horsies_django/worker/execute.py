@@ -1,0 +1,103 @@
+"""Run one claimed task and turn whatever happens into a stored outcome. Never raises."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ..app import Horsies
+from ..broker import ClaimedTask
+from ..types.codec import CodecError, encode_error, encode_result
+from ..types.codes import BuiltInTaskCode, ContractCode, OperationalErrorCode
+from ..types.results import TaskError, TaskResult
+
+logger = logging.getLogger("horsies_django.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a run produced, encoded and ready to store."""
+
+    ok: bool
+    result: dict[str, Any]
+    error_code: str | None = None
+    error_message: str = ""
+    error_traceback: str = ""
+
+
+def _failure(code: BuiltInTaskCode, message: str, *, exception: BaseException | None = None, data: Any = None) -> Outcome:
+    exception_info = None
+    formatted = ""
+    if exception is not None:
+        formatted = "".join(traceback.format_exception(exception))
+        exception_info = {
+            "type": type(exception).__qualname__,
+            "module": type(exception).__module__,
+            "message": str(exception),
+            "traceback": formatted,
+        }
+    error = TaskError(error_code=code, message=message, data=data, exception=exception_info)
+    return Outcome(
+        ok=False, result={"err": encode_error(error)}, error_code=code.value, error_message=message,
+        error_traceback=formatted,
+    )
+
+
+def execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
+    """Decode the arguments, call the function, check and encode what it returned."""
+    task = app.get_task(claimed.name)
+    if task is None:
+        return _failure(
+            OperationalErrorCode.WORKER_RESOLUTION_ERROR,
+            f"no task named {claimed.name!r} is registered in this worker (is its app's tasks.py installed?)",
+        )
+    try:
+        arguments = task.signature.decode_arguments(claimed.arguments)
+    except CodecError as exc:
+        return _failure(
+            OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
+            f"stored arguments do not fit task {claimed.name!r}: {exc}",
+        )
+    try:
+        returned = task.fn(**arguments)
+    except Exception as exc:
+        logger.info("task raised id=%s name=%s: %r", claimed.id, claimed.name, exc)
+        return _failure(
+            OperationalErrorCode.UNHANDLED_EXCEPTION,
+            f"{type(exc).__name__}: {exc}",
+            exception=exc,
+            data={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
+        )
+    if not isinstance(returned, TaskResult):
+        return _failure(
+            ContractCode.RETURN_TYPE_MISMATCH,
+            f"task {claimed.name!r} returned {type(returned).__name__}, not a TaskResult",
+        )
+    if returned.is_ok():
+        try:
+            returned = TaskResult(ok=task.signature.ok_adapter.validate_python(returned.unwrap()))
+        except Exception as exc:
+            return _failure(
+                ContractCode.RETURN_TYPE_MISMATCH,
+                f"task {claimed.name!r} returned an ok value that does not fit its declared type: {exc}",
+            )
+    try:
+        envelope = encode_result(returned, task.signature.ok_adapter)
+    except CodecError as exc:
+        return _failure(
+            OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
+            f"the result of task {claimed.name!r} cannot be stored: {exc}",
+        )
+    if returned.is_ok():
+        return Outcome(ok=True, result=envelope)
+    error = returned.unwrap_err()
+    exception = error.exception or {}
+    return Outcome(
+        ok=False,
+        result=envelope,
+        error_code=None if error.error_code is None else str(error.error_code),
+        error_message=error.message or "",
+        error_traceback=exception.get("traceback", ""),
+    )
