@@ -113,10 +113,11 @@ class TaskHandle(Generic[T]):
 
     def _poll(self) -> TaskResult[T, TaskError] | None:
         """One look at the row: the final result, or None while the task has not ended."""
-        try:
-            outcome = _broker().fetch_outcome(uuid.UUID(self.task_id))
-        except ValueError:
+        task_uuid = _parse_task_id(self.task_id)
+        if task_uuid is None:
             return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"{self.task_id!r} is not a task id")
+        try:
+            outcome = _broker().fetch_outcome(task_uuid)
         except Exception as exc:
             logger.warning("result lookup failed task_id=%s: %s", self.task_id, exc)
             return TaskResult(
@@ -179,8 +180,11 @@ class TaskHandle(Generic[T]):
         """The task's row as a `TaskInfo`; `Ok(None)` for an unknown id; `Err` on a database error."""
         from .models import Task
 
+        task_uuid = _parse_task_id(self.task_id)
+        if task_uuid is None:
+            return Ok(None)
         try:
-            row = Task.objects.using(get_settings().database).filter(pk=self.task_id).first()
+            row = Task.objects.using(get_settings().database).filter(pk=task_uuid).first()
             if row is None:
                 return Ok(None)
             attempts: tuple[TaskAttemptInfo, ...] = ()
@@ -226,6 +230,13 @@ class TaskHandle(Generic[T]):
         return await sync_to_async(self.info, thread_sensitive=True)(include_attempts)
 
 
+def _parse_task_id(task_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(task_id)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
 def _retrieval_error(code: RetrievalCode, message: str) -> TaskResult[Any, TaskError]:
     return TaskResult(err=TaskError(error_code=code, message=message))
 
@@ -233,6 +244,8 @@ def _retrieval_error(code: RetrievalCode, message: str) -> TaskResult[Any, TaskE
 def _broker_name_lookup(task_id: str) -> str | None:
     from .models import Task
 
+    if _parse_task_id(task_id) is None:
+        return None
     return Task.objects.using(get_settings().database).filter(pk=task_id).values_list("name", flat=True).first()
 
 

@@ -1,0 +1,90 @@
+"""Shared fixtures: a worker in this process (a thread) and real `horsies_worker` subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from horsies_django.worker import Worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def database_url() -> str:
+    """A URL for the database the tests are using right now (the test database, not the real one)."""
+    settings = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{settings['NAME']}"
+    user = settings.get("USER") or "postgres"
+    host = settings.get("HOST") or "127.0.0.1"
+    port = settings.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{settings['NAME']}"
+
+
+def worker_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "manage.py"), "horsies_worker", *args]
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url()
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `manage.py horsies_worker ARGS` to completion against the test database."""
+    return subprocess.run(
+        worker_command(*args), env=worker_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def start_worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        worker_command(*args), env=worker_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+class ThreadWorker:
+    """A `Worker` running in a background thread of the test process."""
+
+    def __init__(self, **options: Any) -> None:
+        self.worker = Worker(**options)
+        self.thread = threading.Thread(target=self._run, name="test-worker", daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        from django.db import connections
+
+        try:
+            self.worker.run()
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+        finally:
+            connections.close_all()
+
+    def __enter__(self) -> Worker:
+        self.thread.start()
+        return self.worker
+
+    def __exit__(self, *exc: object) -> None:
+        self.worker.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "worker thread did not stop"
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def thread_worker(transactional_db: None) -> Iterator[type[ThreadWorker]]:
+    yield ThreadWorker

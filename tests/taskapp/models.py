@@ -1,0 +1,9 @@
+from django.db import models
+
+
+class Run(models.Model):
+    """One row per execution of a test task, so tests can count real runs."""
+
+    key = models.CharField(max_length=100)
+    worker_pid = models.IntegerField()
+    at = models.DateTimeField(auto_now_add=True)
