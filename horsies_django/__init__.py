@@ -1,9 +1,9 @@
 """horsies_django: background tasks out of your Django project's own database.
 
-    from horsies_django import app, TaskResult, TaskError
+from horsies_django import app, TaskResult, TaskError
 
-    @app.task("validate_order", queue_name="standard")
-    def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
+@app.task("validate_order", queue_name="standard")
+def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 """
 
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app

@@ -37,7 +37,7 @@ class ReadOnlyMixin:
 class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
     model = TaskAttempt
     extra = 0
-    fields = ["number", "outcome", "worker_id", "started_at", "finished_at", "error_code", "error_message"]
+    fields = ("number", "outcome", "worker_id", "started_at", "finished_at", "error_code", "error_message")
     readonly_fields = fields
     can_delete = False
 
@@ -45,7 +45,14 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
 @admin.register(Task)
 class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
     list_display = [
-        "name", "queue_name", "status", "error_code", "attempt", "priority", "enqueued_at", "started_at",
+        "name",
+        "queue_name",
+        "status",
+        "error_code",
+        "attempt",
+        "priority",
+        "enqueued_at",
+        "started_at",
         "finished_at",
     ]
     list_filter = ["status", "queue_name", "name", "error_code"]
@@ -53,7 +60,7 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
     date_hierarchy = "enqueued_at"
     show_full_result_count = False
     inlines = [TaskAttemptInline]
-    readonly_fields = ["pretty_arguments", "pretty_result", "error_traceback_pre"]
+    display_fields = ["pretty_arguments", "pretty_result", "error_traceback_pre"]
     fieldsets = [
         (None, {"fields": ["id", "name", "queue_name", "priority", "status", "pretty_arguments"]}),
         ("Outcome", {"fields": ["pretty_result", "error_code", "error_message", "error_traceback_pre"]}),
@@ -61,12 +68,14 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
             "Timeline",
             {"fields": ["enqueued_at", "run_at", "claimed_at", "started_at", "finished_at", "good_until"]},
         ),
-        ("Delivery", {"fields": ["attempt", "max_retries", "crash_reruns", "worker_id", "lease_expires_at",
-                                 "claim_token"]}),
+        (
+            "Delivery",
+            {"fields": ["attempt", "max_retries", "crash_reruns", "worker_id", "lease_expires_at", "claim_token"]},
+        ),
     ]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> list[str]:
-        return [f.name for f in Task._meta.fields] + list(self.readonly_fields)
+        return [f.name for f in Task._meta.fields] + self.display_fields
 
     @admin.display(description="arguments")
     def pretty_arguments(self, obj: Task) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -288,16 +287,26 @@ class TaskFunction(Generic[P, T]):
         good_until: datetime | None = None,
     ) -> TaskFunction[P, T]:
         """A copy of this task whose sends use these options (like Django's `Task.using()`)."""
-        changes = {"queue_name": queue_name, "priority": priority, "good_until": good_until}
-        options = dataclasses.replace(self.options, **{k: v for k, v in changes.items() if v is not None})
+        current = self.options
+        options = SendOptions(
+            queue_name=current.queue_name if queue_name is None else queue_name,
+            priority=current.priority if priority is None else priority,
+            good_until=current.good_until if good_until is None else good_until,
+        )
         return TaskFunction(
-            app=self.app, name=self.name, fn=self.fn, queue_name=self.queue_name, signature=self.signature,
+            app=self.app,
+            name=self.name,
+            fn=self.fn,
+            queue_name=self.queue_name,
+            signature=self.signature,
             options=options,
         )
 
     # -- sending ------------------------------------------------------------------------
 
-    def _new_task(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float) -> Result[NewTask, TaskSendError]:
+    def _new_task(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float
+    ) -> Result[NewTask, TaskSendError]:
         from .broker import NewTask
         from .models import MAX_PRIORITY, MIN_PRIORITY
 
@@ -341,7 +350,9 @@ class TaskFunction(Generic[P, T]):
             )
         )
 
-    def _enqueue(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float) -> TaskSendResult[TaskHandle[T]]:
+    def _enqueue(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float
+    ) -> TaskSendResult[TaskHandle[T]]:
         match self._new_task(args, kwargs, delay_s):
             case Err() as error:
                 return error
@@ -421,8 +432,7 @@ class Horsies:
             existing = self._tasks.get(name)
             if existing is not None and not _same_function(existing.fn, func):
                 raise TaskDefinitionError(
-                    f"task name {name!r} is already used by {_where(existing.fn)}; "
-                    f"{_where(func)} must use another name"
+                    f"task name {name!r} is already used by {_where(existing.fn)}; {_where(func)} must use another name"
                 )
             task = TaskFunction(
                 app=self,
@@ -448,8 +458,8 @@ class Horsies:
         name = None
         try:
             name = _broker_name_lookup(task_id)
-        except Exception:  # An unknown or malformed id resolves to TASK_NOT_FOUND on get().
-            pass
+        except Exception as exc:  # get() and info() report the database error themselves.
+            logger.warning("task lookup failed task_id=%s: %s", task_id, exc)
         return TaskHandle(task_id, self._tasks.get(name) if name else None)
 
 

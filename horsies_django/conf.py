@@ -90,7 +90,9 @@ def parse(raw: Any) -> HorsiesSettings:
         cap = options.get("max_concurrency")
         queues[name] = QueueSettings(
             priority=int(_number(options, "priority", DEFAULT_PRIORITY, minimum=1, where=where)),
-            max_concurrency=None if cap is None else int(_number(options, "max_concurrency", 0, minimum=0, where=where)),
+            max_concurrency=None
+            if cap is None
+            else int(_number(options, "max_concurrency", 0, minimum=0, where=where)),
         )
     worker_raw = raw.get("WORKER", {})
     if not isinstance(worker_raw, dict):
@@ -108,13 +110,18 @@ def parse(raw: Any) -> HorsiesSettings:
         concurrency=int(_number(worker_raw, "concurrency", defaults.concurrency, minimum=1, where=where)),
         heartbeat_s=float(_number(worker_raw, "heartbeat_s", defaults.heartbeat_s, minimum=0.01, where=where)),
         lease_s=float(_number(worker_raw, "lease_s", defaults.lease_s, minimum=0.05, where=where)),
-        max_crash_reruns=int(_number(worker_raw, "max_crash_reruns", defaults.max_crash_reruns, minimum=0, where=where)),
-        poll_interval_s=float(_number(worker_raw, "poll_interval_s", defaults.poll_interval_s, minimum=0.001, where=where)),
+        max_crash_reruns=int(
+            _number(worker_raw, "max_crash_reruns", defaults.max_crash_reruns, minimum=0, where=where)
+        ),
+        poll_interval_s=float(
+            _number(worker_raw, "poll_interval_s", defaults.poll_interval_s, minimum=0.001, where=where)
+        ),
     )
     if worker.lease_s < 2 * worker.heartbeat_s:
         raise SettingsError(
             "horsies_django.E006",
-            f"HORSIES['WORKER']['lease_s'] ({worker.lease_s}) must be at least twice heartbeat_s ({worker.heartbeat_s})",
+            f"HORSIES['WORKER']['lease_s'] ({worker.lease_s}) must be at least twice "
+            f"heartbeat_s ({worker.heartbeat_s})",
             "A lease shorter than two heartbeats expires under a healthy worker; raise lease_s.",
         )
     database = raw.get("DATABASE", "default")

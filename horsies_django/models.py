@@ -60,9 +60,7 @@ class Task(models.Model):
         ordering = ["-enqueued_at"]
         indexes = [
             # The claim query's order; partial, so it holds only the ready rows and stays small.
-            models.Index(
-                fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status="PENDING")
-            ),
+            models.Index(fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status="PENDING")),
             # The reaper looks for held tasks whose lease ran out.
             models.Index(
                 fields=["lease_expires_at"],

@@ -50,7 +50,11 @@ def run_worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[s
 
 def start_worker(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        worker_command(*args), env=worker_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        worker_command(*args),
+        env=worker_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
 

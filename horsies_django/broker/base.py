@@ -293,8 +293,17 @@ class Broker:
                     failed.append(str(uuid.UUID(str(task_id))))
                 cursor.execute(
                     f"INSERT INTO {ATTEMPT_TABLE} ({_ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [task_id, attempt, worker_id or "", started_at, at, "WORKER_LOST", "WORKER_CRASHED",
-                     f"lease expired under worker {worker_id}", ""],
+                    [
+                        task_id,
+                        attempt,
+                        worker_id or "",
+                        started_at,
+                        at,
+                        "WORKER_LOST",
+                        "WORKER_CRASHED",
+                        f"lease expired under worker {worker_id}",
+                        "",
+                    ],
                 )
         return LostTasks(requeued=requeued, failed=failed)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class _Code(str, Enum):
-    def __str__(self) -> str:
-        return self.value
+class _Code(StrEnum):
+    """A code that is also its own string, so `code == "WAIT_TIMEOUT"` holds."""
 
 
 class OperationalErrorCode(_Code):

@@ -27,7 +27,9 @@ class Outcome:
     error_traceback: str = ""
 
 
-def _failure(code: BuiltInTaskCode, message: str, *, exception: BaseException | None = None, data: Any = None) -> Outcome:
+def _failure(
+    code: BuiltInTaskCode, message: str, *, exception: BaseException | None = None, data: Any = None
+) -> Outcome:
     exception_info = None
     formatted = ""
     if exception is not None:
@@ -40,7 +42,10 @@ def _failure(code: BuiltInTaskCode, message: str, *, exception: BaseException | 
         }
     error = TaskError(error_code=code, message=message, data=data, exception=exception_info)
     return Outcome(
-        ok=False, result={"err": encode_error(error)}, error_code=code.value, error_message=message,
+        ok=False,
+        result={"err": encode_error(error)},
+        error_code=code.value,
+        error_message=message,
         error_traceback=formatted,
     )
 

@@ -109,7 +109,10 @@ class Worker:
     def run(self) -> WorkerStats:
         logger.info(
             "worker starting id=%s queues=%s concurrency=%d burst=%s",
-            self.worker_id, ",".join(self.queues or ["*"]), self.concurrency, self.burst,
+            self.worker_id,
+            ",".join(self.queues or ["*"]),
+            self.concurrency,
+            self.burst,
         )
         executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="horsies-task")
         next_maintenance = 0.0
@@ -138,7 +141,11 @@ class Worker:
             self._save()
         logger.info(
             "worker stopped id=%s claimed=%d completed=%d failed=%d throughput=%.1f/s",
-            self.worker_id, self.stats.claimed, self.stats.completed, self.stats.failed, self.stats.throughput(),
+            self.worker_id,
+            self.stats.claimed,
+            self.stats.completed,
+            self.stats.failed,
+            self.stats.throughput(),
         )
         return self.stats
 
@@ -151,7 +158,10 @@ class Worker:
         now = timezone.now()
         try:
             claimed = self._broker.claim(
-                worker_id=self.worker_id, queues=self.queues, limit=free, now=now,
+                worker_id=self.worker_id,
+                queues=self.queues,
+                limit=free,
+                now=now,
                 lease_until=now + timedelta(seconds=self.lease_s),
             )
         except Exception as exc:
@@ -216,7 +226,8 @@ class Worker:
                 self.stats.stale_finishes += 1
                 logger.warning(
                     "result discarded id=%s claim_token=%d: the task is no longer held by this worker",
-                    finish.task_id, finish.claim_token,
+                    finish.task_id,
+                    finish.claim_token,
                 )
             elif finish.status == "COMPLETED":
                 self.stats.completed += 1
@@ -234,7 +245,9 @@ class Worker:
             )
             expired = TaskError(error_code=OutcomeCode.TASK_EXPIRED, message="not started before good_until")
             self._broker.expire_pending(
-                now=now, result={"err": encode_error(expired)}, error_code=OutcomeCode.TASK_EXPIRED.value,
+                now=now,
+                result={"err": encode_error(expired)},
+                error_code=OutcomeCode.TASK_EXPIRED.value,
                 message=expired.message or "",
             )
             crashed = TaskError(
@@ -242,8 +255,10 @@ class Worker:
                 message=f"the worker running it was lost {self.max_crash_reruns + 1} time(s)",
             )
             lost = self._broker.recover_lost(
-                now=now, max_crash_reruns=self.max_crash_reruns,
-                crashed_result={"err": encode_error(crashed)}, message=crashed.message or "",
+                now=now,
+                max_crash_reruns=self.max_crash_reruns,
+                crashed_result={"err": encode_error(crashed)},
+                message=crashed.message or "",
             )
         except Exception as exc:
             self._database_error("maintenance", exc)

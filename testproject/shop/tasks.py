@@ -12,15 +12,19 @@ def validate_order(
     order: Order,
 ) -> TaskResult[ValidatedOrder, TaskError]:
     if not order.order_id:
-        return TaskResult(err=TaskError(
-            error_code="INVALID_ORDER_ID",
-            message="Order ID is required",
-        ))
+        return TaskResult(
+            err=TaskError(
+                error_code="INVALID_ORDER_ID",
+                message="Order ID is required",
+            )
+        )
     if not order.items:
-        return TaskResult(err=TaskError(
-            error_code="EMPTY_ORDER",
-            message="Order must contain at least one item",
-        ))
+        return TaskResult(
+            err=TaskError(
+                error_code="EMPTY_ORDER",
+                message="Order must contain at least one item",
+            )
+        )
     validated = ValidatedOrder(
         order_id=order.order_id,
         customer_email=order.customer_email,

@@ -49,7 +49,9 @@ TEMPLATES = [
 ]
 
 # An empty DATABASE_URL counts as unset, so `DATABASE_URL= ./manage.py ...` means SQLite too.
-DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worker read while the web process writes; a busy timeout makes writers wait their turn.
     DATABASES["default"]["OPTIONS"] = {

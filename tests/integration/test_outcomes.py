@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,8 +42,11 @@ def run_all() -> None:
 
 def test_typed_round_trip_of_dataclass_date_uuid_decimal() -> None:
     invoice = Invoice(
-        number=uuid.uuid4(), issued=date(2026, 11, 1), due=datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc),
-        total=Decimal("19.99"), lines=["a", "b"],
+        number=uuid.uuid4(),
+        issued=date(2026, 11, 1),
+        due=datetime(2026, 12, 1, 9, 30, tzinfo=UTC),
+        total=Decimal("19.99"),
+        lines=["a", "b"],
     )
     handle = echo_invoice.send(invoice, extra_days=3).unwrap()
     run_all()
@@ -61,7 +64,7 @@ def test_raised_exception_is_unhandled_exception_with_traceback_kept() -> None:
     assert error.exception is not None and error.exception["type"] == "ValueError"
     row = Task.objects.get(pk=handle.task_id)
     assert (row.status, row.error_code) == ("FAILED", "UNHANDLED_EXCEPTION")
-    assert 'raise ValueError(message)' in row.error_traceback
+    assert "raise ValueError(message)" in row.error_traceback
     attempt = TaskAttempt.objects.get(task_id=handle.task_id)
     assert (attempt.number, attempt.outcome, attempt.error_code) == (1, "FAILED", "UNHANDLED_EXCEPTION")
     assert "ValueError: kaboom" in attempt.error_traceback
@@ -97,7 +100,9 @@ def test_user_error_code_and_data_come_back_as_sent() -> None:
     handle = user_error.send("OUT_OF_STOCK").unwrap()
     run_all()
     result = handle.get(timeout_ms=1000)
-    assert result == TaskResult(err=TaskError(error_code="OUT_OF_STOCK", message="refused", data={"why": "OUT_OF_STOCK"}))
+    assert result == TaskResult(
+        err=TaskError(error_code="OUT_OF_STOCK", message="refused", data={"why": "OUT_OF_STOCK"})
+    )
     assert Task.objects.get(pk=handle.task_id).status == "FAILED"
 
 
@@ -113,7 +118,7 @@ def test_wait_timeout_for_a_task_still_scheduled() -> None:
 def test_unknown_task_is_task_not_found(task_id: str) -> None:
     result = app.get_handle(task_id).get(timeout_ms=100)
     assert result.unwrap_err().error_code == RetrievalCode.TASK_NOT_FOUND
-    assert app.get_handle(task_id).info() .unwrap() is None
+    assert app.get_handle(task_id).info().unwrap() is None
 
 
 def test_corrupt_stored_result_is_result_deserialization_error() -> None:
@@ -146,7 +151,7 @@ def test_database_error_on_get_and_info_is_broker_error() -> None:
 
 
 def test_rebuilt_handle_decodes_with_the_registered_types_and_info_lists_attempts() -> None:
-    invoice = Invoice(uuid.uuid4(), date(2026, 1, 1), datetime(2026, 1, 2, tzinfo=timezone.utc), Decimal("1"), [])
+    invoice = Invoice(uuid.uuid4(), date(2026, 1, 1), datetime(2026, 1, 2, tzinfo=UTC), Decimal("1"), [])
     task_id = echo_invoice.send(invoice, 0).unwrap().task_id
     run_all()
     rebuilt = app.get_handle(task_id)
@@ -154,7 +159,11 @@ def test_rebuilt_handle_decodes_with_the_registered_types_and_info_lists_attempt
     info = rebuilt.info(include_attempts=True).unwrap()
     assert isinstance(info, TaskInfo)
     assert (info.task_name, info.status, info.queue_name, info.priority, info.attempt) == (
-        "tests.echo_invoice", "COMPLETED", "standard", 50, 1,
+        "tests.echo_invoice",
+        "COMPLETED",
+        "standard",
+        50,
+        1,
     )
     assert info.started_at is not None and info.finished_at is not None and info.worker_id
     assert [(a.number, a.outcome) for a in info.attempts] == [(1, "COMPLETED")]

@@ -9,28 +9,32 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from shop.models import Order, OrderItem, ValidatedOrder
+from shop.tasks import validate_order
 
 from horsies_django import Err, Ok, RetrievalCode, TaskResult
 from horsies_django.models import Task
-from shop.models import Order, OrderItem, ValidatedOrder
-from shop.tasks import validate_order
 
 from ..conftest import start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 GOOD = Order(
-    order_id="ORD-1", customer_email="ada@example.com", items=[OrderItem(sku="BOOK", quantity=1)],
+    order_id="ORD-1",
+    customer_email="ada@example.com",
+    items=[OrderItem(sku="BOOK", quantity=1)],
     shipping_address="1 Way",
 )
-NO_ID = Order(order_id="", customer_email="x@example.com", items=[OrderItem(sku="PEN", quantity=1)], shipping_address="?")
+NO_ID = Order(
+    order_id="", customer_email="x@example.com", items=[OrderItem(sku="PEN", quantity=1)], shipping_address="?"
+)
 
 
 def snippet_send(order: Order) -> Any:
     result = None
     match validate_order.send(order):
         case Ok(handle):
-            result = handle.get(timeout_ms=5000) # blocks up to 5 seconds
+            result = handle.get(timeout_ms=5000)  # blocks up to 5 seconds
         case Err(send_err):
             print(f"Send failed: {send_err.code} - {send_err.message}")
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -84,8 +84,13 @@ def test_bad_input_is_refused_and_writes_nothing(call: Any, fragment: str) -> No
 def test_payload_over_the_limit_is_refused(settings: Any) -> None:
     settings.HORSIES = {"MAX_PAYLOAD_BYTES": 100}
     result = echo_invoice.send(
-        {"number": "6f1c7e54-8f56-4a5b-8d0e-2f3c1d0e9a11", "issued": "2026-01-01", "due": "2026-02-01T00:00:00Z",
-         "total": "9.50", "lines": ["x" * 200]},
+        {
+            "number": "6f1c7e54-8f56-4a5b-8d0e-2f3c1d0e9a11",
+            "issued": "2026-01-01",
+            "due": "2026-02-01T00:00:00Z",
+            "total": "9.50",
+            "lines": ["x" * 200],
+        },
         1,
     )
     assert result.err_value.code == TaskSendErrorCode.PAYLOAD_TOO_LARGE
@@ -145,7 +150,7 @@ def test_send_inside_a_transaction_is_visible_only_after_commit() -> None:
 
 
 def test_good_until_in_the_past_expires_without_running() -> None:
-    handle = add.with_options(good_until=datetime.now(timezone.utc) + timedelta(milliseconds=1)).send(1).unwrap()
+    handle = add.with_options(good_until=datetime.now(UTC) + timedelta(milliseconds=1)).send(1).unwrap()
     import time
 
     time.sleep(0.01)

@@ -45,9 +45,7 @@ def test_claims_are_batched_up_to_free_slots() -> None:
     for i in range(10):
         add.send(i)
     now = timezone.now()
-    claimed = get_broker().claim(
-        worker_id="w1", queues=None, limit=4, now=now, lease_until=now + timedelta(seconds=60)
-    )
+    claimed = get_broker().claim(worker_id="w1", queues=None, limit=4, now=now, lease_until=now + timedelta(seconds=60))
     assert len(claimed) == 4
     assert Task.objects.filter(status="RUNNING", worker_id="w1").count() == 4
     assert all(task.attempt == 1 and task.claim_token == 1 for task in claimed)
@@ -67,9 +65,18 @@ def test_a_stale_claim_token_cannot_finish_the_task() -> None:
 
     def finish(task: Any, worker: str, value: int) -> Finish:
         return Finish(
-            task_id=task.id, claim_token=task.claim_token, attempt=task.attempt, status="COMPLETED",
-            result={"ok": value}, error_code=None, error_message="", error_traceback="", worker_id=worker,
-            started_at=now, finished_at=timezone.now(), attempt_outcome="COMPLETED",
+            task_id=task.id,
+            claim_token=task.claim_token,
+            attempt=task.attempt,
+            status="COMPLETED",
+            result={"ok": value},
+            error_code=None,
+            error_message="",
+            error_traceback="",
+            worker_id=worker,
+            started_at=now,
+            finished_at=timezone.now(),
+            attempt_outcome="COMPLETED",
         )
 
     assert broker.finish_many([finish(old, "old", 111)]) == set()
@@ -89,9 +96,11 @@ def test_lost_task_runs_again_then_fails_as_worker_crashed_when_reruns_run_out()
         (claimed,) = broker.claim(worker_id=f"w{attempt}", queues=None, limit=1, now=clock, lease_until=clock)
         assert claimed.attempt == attempt
         lost = broker.recover_lost(
-            now=clock + timedelta(seconds=1), max_crash_reruns=1,
-            crashed_result={"err": {"error_code": "WORKER_CRASHED", "message": "lost", "data": None,
-                                    "exception": None}},
+            now=clock + timedelta(seconds=1),
+            max_crash_reruns=1,
+            crashed_result={
+                "err": {"error_code": "WORKER_CRASHED", "message": "lost", "data": None, "exception": None}
+            },
             message="lost",
         )
         expected = ([handle.task_id], []) if attempt == 1 else ([], [handle.task_id])

@@ -7,3 +7,6 @@ class Run(models.Model):
     key = models.CharField(max_length=100)
     worker_pid = models.IntegerField()
     at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"run of {self.key} in {self.worker_pid}"

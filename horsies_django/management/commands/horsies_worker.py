@@ -34,15 +34,20 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--queues", type=queue_list, default=None,
+            "--queues",
+            type=queue_list,
+            default=None,
             help="Comma-separated queues to take tasks from (default: all queues).",
         )
         parser.add_argument(
-            "--concurrency", type=positive_int, default=None,
+            "--concurrency",
+            type=positive_int,
+            default=None,
             help="Tasks run at once (default: HORSIES['WORKER']['concurrency'], 4).",
         )
         parser.add_argument(
-            "--burst", action="store_true",
+            "--burst",
+            action="store_true",
             help="Run what is ready now, then exit 0 (for scripts, tests and benchmarks).",
         )
         parser.add_argument("--worker-id", default=None, help="Name this worker (default: host:pid:random).")
@@ -50,13 +55,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
         level = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG}.get(verbosity, logging.DEBUG)
-        handler = logging.StreamHandler(self.stderr._out)  # type: ignore[attr-defined]
+        handler = logging.StreamHandler(self.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger("horsies_django")
         logger.addHandler(handler)
         logger.setLevel(level)
         worker = Worker(
-            queues=options["queues"], concurrency=options["concurrency"], burst=options["burst"],
+            queues=options["queues"],
+            concurrency=options["concurrency"],
+            burst=options["burst"],
             worker_id=options["worker_id"],
         )
 

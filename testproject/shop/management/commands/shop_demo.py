@@ -20,8 +20,9 @@ EXAMPLE_ORDERS = [
         shipping_address="1 Analytical Way, London",
         shipping_method="express",
     ),
-    Order(order_id="", customer_email="nobody@example.com", items=[OrderItem(sku="PEN", quantity=1)],
-          shipping_address="?"),
+    Order(
+        order_id="", customer_email="nobody@example.com", items=[OrderItem(sku="PEN", quantity=1)], shipping_address="?"
+    ),
     Order(order_id="ORD-1003", customer_email="grace@example.com", items=[], shipping_address="7 Cobol St"),
 ]
 
