@@ -106,3 +106,25 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of {self.task_id}: {self.outcome}"
+
+
+class WorkerProcess(models.Model):
+    """A running (or stopped) `horsies_worker`, so operators can see who is alive and what it holds."""
+
+    id = models.CharField(primary_key=True, max_length=255)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list, help_text="Queues it takes tasks from; empty means all.")
+    concurrency = models.PositiveIntegerField()
+    pool = models.CharField(max_length=20, default="threads")
+    started_at = models.DateTimeField()
+    last_heartbeat_at = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "horsies_worker"
+        verbose_name = "worker"
+        ordering = ["-last_heartbeat_at"]
+
+    def __str__(self) -> str:
+        return self.id

@@ -18,6 +18,7 @@ from ..types.codec import dumps, loads
 
 TASK_TABLE = "horsies_task"
 ATTEMPT_TABLE = "horsies_task_attempt"
+WORKER_TABLE = "horsies_worker"
 
 # SQLite allows 32,766 bound parameters per statement; this keeps every batch well inside it.
 INSERT_CHUNK = 1000
@@ -306,6 +307,29 @@ class Broker:
                     ],
                 )
         return LostTasks(requeued=requeued, failed=failed)
+
+    def register_worker(
+        self, *, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int, pool: str,
+        now: datetime,
+    ) -> None:
+        """Record a starting worker (or restart the record of one that reuses its id)."""
+        at = self.db_datetime(now)
+        with self.write_transaction() as cursor:
+            cursor.execute(f"DELETE FROM {WORKER_TABLE} WHERE id = %s", [worker_id])
+            cursor.execute(
+                f"INSERT INTO {WORKER_TABLE} (id, hostname, pid, queues, concurrency, pool, started_at, "
+                f"last_heartbeat_at, stopped_at) VALUES (%s, %s, %s, {self.json_placeholder}, %s, %s, %s, %s, NULL)",
+                [worker_id, hostname, pid, dumps(list(queues)), concurrency, pool, at, at],
+            )
+
+    def worker_heartbeat(self, *, worker_id: str, now: datetime, stopped: bool = False) -> None:
+        at = self.db_datetime(now)
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {WORKER_TABLE} SET last_heartbeat_at = %s, stopped_at = {'%s' if stopped else 'NULL'} "
+                "WHERE id = %s",
+                [at, at, worker_id] if stopped else [at, worker_id],
+            )
 
     def fetch_outcome(self, task_id: uuid.UUID) -> StoredOutcome | None:
         """The task's status and stored result envelope, or None if there is no such task."""

@@ -115,6 +115,7 @@ class Worker:
             self.burst,
         )
         executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="horsies-task")
+        self._register()
         next_maintenance = 0.0
         try:
             while True:
@@ -139,6 +140,7 @@ class Worker:
             executor.shutdown(wait=True)
             self._collect([f for f in self._running if f.done()])
             self._save()
+            self._unregister()
         logger.info(
             "worker stopped id=%s claimed=%d completed=%d failed=%d throughput=%.1f/s",
             self.worker_id,
@@ -239,6 +241,7 @@ class Worker:
         """Renew the leases of tasks in hand, expire stale sends, re-run tasks of lost workers."""
         now = timezone.now()
         try:
+            self._broker.worker_heartbeat(worker_id=self.worker_id, now=now)
             held = [(r.task.id, r.task.claim_token) for r in self._running.values()]
             self._broker.renew_leases(
                 worker_id=self.worker_id, held=held, lease_until=now + timedelta(seconds=self.lease_s)
@@ -267,6 +270,21 @@ class Worker:
             logger.warning("task requeued id=%s: its worker's lease expired", task_id)
         for task_id in lost.failed:
             logger.error("task failed id=%s: WORKER_CRASHED after %d re-runs", task_id, self.max_crash_reruns)
+
+    def _register(self) -> None:
+        try:
+            self._broker.register_worker(
+                worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues or [],
+                concurrency=self.concurrency, pool="threads", now=timezone.now(),
+            )
+        except Exception as exc:
+            self._database_error("register", exc)
+
+    def _unregister(self) -> None:
+        try:
+            self._broker.worker_heartbeat(worker_id=self.worker_id, now=timezone.now(), stopped=True)
+        except Exception as exc:  # The record then just looks silent, which is what it is.
+            logger.warning("could not record the worker's stop id=%s: %s", self.worker_id, exc)
 
     def _idle(self, until: float) -> None:
         """Sleep until `until` (monotonic) or one poll interval, whichever is first; stop() wakes it."""

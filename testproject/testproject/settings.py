@@ -52,6 +52,8 @@ TEMPLATES = [
 DATABASES = {
     "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
+# TEST_DB_NAME lets several test runs share a machine without sharing a test database.
+TEST_DB_NAME = env.str("TEST_DB_NAME", default="")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the worker read while the web process writes; a busy timeout makes writers wait their turn.
     DATABASES["default"]["OPTIONS"] = {
@@ -59,7 +61,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     # The test database must be a file so that worker subprocesses in the tests can open it.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / env("SQLITE_TEST_NAME", default="test_db.sqlite3"))}
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f"{TEST_DB_NAME or 'test_db'}.sqlite3")}
+elif TEST_DB_NAME:
+    DATABASES["default"]["TEST"] = {"NAME": TEST_DB_NAME}
 
 USE_TZ = True
 TIME_ZONE = "UTC"
