@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from .conf import DEFAULT_QUEUE, get_settings
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result, dumps
-from .types.codes import OperationalErrorCode, RetrievalCode, TaskSendErrorCode
+from .types.codes import OperationalErrorCode, OutcomeCode, RetrievalCode, TaskSendErrorCode
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
 
 if TYPE_CHECKING:
@@ -225,8 +225,28 @@ class TaskHandle(Generic[T]):
             )
         )
 
+    def cancel(self) -> bool:
+        """Cancel the task if it has not ended; True if this call cancelled it. See `Horsies.cancel`."""
+        return cancel_tasks([self.task_id]) == [self.task_id]
+
+    async def cancel_async(self) -> bool:
+        return await sync_to_async(self.cancel, thread_sensitive=True)()
+
     async def info_async(self, include_attempts: bool = False) -> Result[TaskInfo | None, TaskError]:
         return await sync_to_async(self.info, thread_sensitive=True)(include_attempts)
+
+
+def cancel_tasks(task_ids: list[str]) -> list[str]:
+    """Cancel the tasks among `task_ids` that have not ended; return the ids cancelled.
+
+    A pending task never runs. A running task's worker stops it at its next heartbeat, and whatever
+    it returns afterwards is discarded. Its result is `OutcomeCode.TASK_CANCELLED`.
+    """
+    from .types.codec import encode_error
+
+    ids = [u for u in (_parse_task_id(t) for t in task_ids) if u is not None]
+    error = TaskError(error_code=OutcomeCode.TASK_CANCELLED, message="cancelled")
+    return _broker().cancel(ids, now=timezone.now(), result={"err": encode_error(error)}, message="cancelled")
 
 
 def _parse_task_id(task_id: str) -> uuid.UUID | None:
@@ -451,6 +471,10 @@ class Horsies:
 
     def get_task(self, name: str) -> TaskFunction[Any, Any] | None:
         return self._tasks.get(name)
+
+    def cancel(self, task_id: str | uuid.UUID) -> bool:
+        """Cancel a task by id if it has not ended; True if this call cancelled it."""
+        return cancel_tasks([str(task_id)]) == [str(task_id)]
 
     def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
         """A handle for a task sent elsewhere (another request, another process)."""

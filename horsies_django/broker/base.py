@@ -308,8 +308,71 @@ class Broker:
                 )
         return LostTasks(requeued=requeued, failed=failed)
 
+    def cancel(
+        self, task_ids: Sequence[uuid.UUID], *, now: datetime, result: dict[str, Any], message: str
+    ) -> list[str]:
+        """Cancel tasks that have not ended: pending ones never run; a running one's worker stops it
+        at its next heartbeat and its late result is discarded. Returns the ids cancelled."""
+        return self._transition(
+            task_ids,
+            f"status = 'CANCELLED', result = {self.json_placeholder}, error_code = 'TASK_CANCELLED', "
+            "error_message = %s, finished_at = %s, lease_expires_at = NULL",
+            [dumps(result), message, self.db_datetime(now)],
+            "status IN ('PENDING', 'CLAIMED', 'RUNNING')",
+        )
+
+    def retry(self, task_ids: Sequence[uuid.UUID], *, now: datetime) -> list[str]:
+        """Send ended-unsuccessfully tasks round again as new attempts; their history is kept."""
+        return self._transition(
+            task_ids,
+            "status = 'PENDING', result = NULL, error_code = NULL, error_message = '', error_traceback = '', "
+            "finished_at = NULL, claimed_at = NULL, started_at = NULL, worker_id = NULL, lease_expires_at = NULL, "
+            "good_until = NULL, run_at = %s",
+            [self.db_datetime(now)],
+            "status IN ('FAILED', 'CANCELLED', 'EXPIRED')",
+        )
+
+    def run_now(self, task_ids: Sequence[uuid.UUID], *, now: datetime) -> list[str]:
+        """Make scheduled (pending, future `run_at`) tasks ready at once."""
+        at = self.db_datetime(now)
+        return self._transition(task_ids, "run_at = %s", [at], "status = 'PENDING' AND run_at > %s", [at])
+
+    def _transition(
+        self,
+        task_ids: Sequence[uuid.UUID],
+        set_clause: str,
+        set_params: list[Any],
+        condition: str,
+        condition_params: Sequence[Any] = (),
+    ) -> list[str]:
+        if not task_ids:
+            return []
+        ids = ", ".join(["%s"] * len(task_ids))
+        changed: list[str] = []
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {TASK_TABLE} WHERE id IN ({ids}) AND {condition}{self.lock_rows}",
+                [self.db_uuid(t) for t in task_ids] + list(condition_params),
+            )
+            found = [row[0] for row in cursor.fetchall()]
+            if found:
+                cursor.execute(
+                    f"UPDATE {TASK_TABLE} SET {set_clause} WHERE id IN ({', '.join(['%s'] * len(found))}) "
+                    f"AND {condition}",
+                    set_params + found + list(condition_params),
+                )
+                changed = [str(uuid.UUID(str(task_id))) for task_id in found]
+        return changed
+
     def register_worker(
-        self, *, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int, pool: str,
+        self,
+        *,
+        worker_id: str,
+        hostname: str,
+        pid: int,
+        queues: Sequence[str],
+        concurrency: int,
+        pool: str,
         now: datetime,
     ) -> None:
         """Record a starting worker (or restart the record of one that reuses its id)."""

@@ -274,8 +274,13 @@ class Worker:
     def _register(self) -> None:
         try:
             self._broker.register_worker(
-                worker_id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), queues=self.queues or [],
-                concurrency=self.concurrency, pool="threads", now=timezone.now(),
+                worker_id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues or [],
+                concurrency=self.concurrency,
+                pool="threads",
+                now=timezone.now(),
             )
         except Exception as exc:
             self._database_error("register", exc)
