@@ -332,10 +332,10 @@ class TaskFunction(Generic[P, T]):
 
         settings = get_settings()
         try:
-            arguments = self.signature.encode_arguments(args, kwargs)
+            arguments_json = self.signature.encode_arguments_json(args, kwargs)
         except CodecError as exc:
             return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {exc}")
-        size = len(dumps(arguments).encode())
+        size = len(arguments_json.encode())
         if size > settings.max_payload_bytes:
             return _send_error(
                 TaskSendErrorCode.PAYLOAD_TOO_LARGE,
@@ -362,7 +362,7 @@ class TaskFunction(Generic[P, T]):
                 name=self.name,
                 queue_name=queue_name,
                 priority=priority,
-                arguments=arguments,
+                arguments_json=arguments_json,
                 run_at=now + timedelta(seconds=delay_s),
                 enqueued_at=now,
                 good_until=good_until,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -52,7 +53,7 @@ class SettingsError(ValueError):
 
 def _number(raw: dict[str, Any], key: str, default: float, *, minimum: float, where: str) -> Any:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
         raise SettingsError(
             "horsies_django.E003",
             f"HORSIES{where}[{key!r}] must be a number >= {minimum}, got {value!r}",

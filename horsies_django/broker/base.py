@@ -32,7 +32,7 @@ class NewTask:
     name: str
     queue_name: str
     priority: int
-    arguments: dict[str, Any]
+    arguments_json: str
     run_at: datetime
     enqueued_at: datetime
     good_until: datetime | None
@@ -150,7 +150,7 @@ class Broker:
                         task.name,
                         task.queue_name,
                         task.priority,
-                        dumps(task.arguments),
+                        task.arguments_json,
                         task.max_retries,
                         self.db_datetime(task.run_at),
                         self.db_datetime(task.enqueued_at),

@@ -103,6 +103,15 @@ class TaskSignature:
 
     def encode_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Bind a call to the signature and encode each argument; raise `CodecError` if it does not fit."""
+        encoded = self._encode_arguments(args, kwargs)
+        dumps(encoded)  # NaN and infinities pass pydantic but have no JSON spelling.
+        return encoded
+
+    def encode_arguments_json(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """`encode_arguments` as the JSON text to store; raise `CodecError` if it does not fit."""
+        return dumps(self._encode_arguments(args, kwargs))
+
+    def _encode_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
