@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from .conf import DEFAULT_QUEUE, get_settings
-from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result, dumps
+from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import OperationalErrorCode, OutcomeCode, RetrievalCode, TaskSendErrorCode
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
 
