@@ -58,6 +58,7 @@ class Task(models.Model):
     class Meta:
         db_table = "horsies_task"
         ordering = ["-enqueued_at"]
+        permissions = [("operate_task", "Can retry, cancel and requeue tasks")]
         indexes = [
             # The claim query's order; partial, so it holds only the ready rows and stays small.
             models.Index(fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status="PENDING")),
