@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -16,8 +17,16 @@ from django.utils import timezone
 
 from .conf import DEFAULT_QUEUE, get_settings
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
-from .types.codes import OperationalErrorCode, OutcomeCode, RetrievalCode, TaskSendErrorCode
+from .types.codes import (
+    BUILTIN_CODES,
+    BuiltInTaskCode,
+    OperationalErrorCode,
+    OutcomeCode,
+    RetrievalCode,
+    TaskSendErrorCode,
+)
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+from .types.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .broker import Broker, NewTask
@@ -279,6 +288,9 @@ class TaskFunction(Generic[P, T]):
         fn: Callable[P, TaskResult[T, TaskError]],
         queue_name: str,
         signature: TaskSignature,
+        retry_policy: RetryPolicy | None = None,
+        timeout_ms: int | None = None,
+        exception_mapper: Mapping[type[BaseException], str] | None = None,
         options: SendOptions = SendOptions(),
     ) -> None:
         self.app = app
@@ -286,6 +298,9 @@ class TaskFunction(Generic[P, T]):
         self.fn = fn
         self.queue_name = queue_name
         self.signature = signature
+        self.retry_policy = retry_policy
+        self.timeout_ms = timeout_ms
+        self.exception_mapper = dict(exception_mapper or {})
         self.options = options
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -313,14 +328,19 @@ class TaskFunction(Generic[P, T]):
             priority=current.priority if priority is None else priority,
             good_until=current.good_until if good_until is None else good_until,
         )
-        return TaskFunction(
-            app=self.app,
-            name=self.name,
-            fn=self.fn,
-            queue_name=self.queue_name,
-            signature=self.signature,
-            options=options,
-        )
+        bound = copy.copy(self)
+        bound.options = options
+        return bound
+
+    def code_for_exception(self, exc: BaseException) -> BuiltInTaskCode | str:
+        """The error code for an exception the task raised: the nearest class in the task's
+        `exception_mapper`, then in `HORSIES['EXCEPTION_MAPPER']`, else UNHANDLED_EXCEPTION."""
+        for mapper in (self.exception_mapper, get_settings().exception_mapper):
+            for cls in type(exc).__mro__:
+                if cls in mapper:
+                    code = mapper[cls]
+                    return BUILTIN_CODES.get(code, code)
+        return OperationalErrorCode.UNHANDLED_EXCEPTION
 
     # -- sending ------------------------------------------------------------------------
 
@@ -366,7 +386,7 @@ class TaskFunction(Generic[P, T]):
                 run_at=now + timedelta(seconds=delay_s),
                 enqueued_at=now,
                 good_until=good_until,
-                max_retries=0,
+                max_retries=self.retry_policy.max_retries if self.retry_policy else 0,
             )
         )
 
@@ -433,16 +453,42 @@ class Horsies:
 
     @overload
     def task(
-        self, name: str, *, queue_name: str | None = None
+        self,
+        name: str,
+        *,
+        queue_name: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout_ms: int | None = None,
+        exception_mapper: Mapping[type[BaseException], str] | None = None,
     ) -> Callable[[Callable[P, TaskResult[T, TaskError]]], TaskFunction[P, T]]: ...
 
     @overload
     def task(
-        self, name: str, fn: Callable[P, TaskResult[T, TaskError]], *, queue_name: str | None = None
+        self,
+        name: str,
+        fn: Callable[P, TaskResult[T, TaskError]],
+        *,
+        queue_name: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout_ms: int | None = None,
+        exception_mapper: Mapping[type[BaseException], str] | None = None,
     ) -> TaskFunction[P, T]: ...
 
-    def task(self, name: str, fn: Any = None, *, queue_name: str | None = None) -> Any:
-        """Register a function as task `name` on `queue_name` (default: "default")."""
+    def task(
+        self,
+        name: str,
+        fn: Any = None,
+        *,
+        queue_name: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeout_ms: int | None = None,
+        exception_mapper: Mapping[type[BaseException], str] | None = None,
+    ) -> Any:
+        """Register a function as task `name` on `queue_name` (default: "default").
+
+        `retry_policy` retries listed error codes; `timeout_ms` stops a run that takes longer
+        (TASK_TIMEOUT); `exception_mapper` turns raised exception classes into error codes.
+        """
 
         def register(func: Callable[P, TaskResult[T, TaskError]]) -> TaskFunction[P, T]:
             if not isinstance(name, str) or not name:
@@ -454,12 +500,16 @@ class Horsies:
                 raise TaskDefinitionError(
                     f"task name {name!r} is already used by {_where(existing.fn)}; {_where(func)} must use another name"
                 )
+            _check_task_options(name, func, retry_policy, timeout_ms, exception_mapper)
             task = TaskFunction(
                 app=self,
                 name=name,
                 fn=func,
                 queue_name=queue_name or DEFAULT_QUEUE,
                 signature=TaskSignature.of(func),
+                retry_policy=retry_policy,
+                timeout_ms=timeout_ms,
+                exception_mapper=exception_mapper,
             )
             self._tasks[name] = task
             return task
@@ -485,6 +535,25 @@ class Horsies:
         except Exception as exc:  # get() and info() report the database error themselves.
             logger.warning("task lookup failed task_id=%s: %s", task_id, exc)
         return TaskHandle(task_id, self._tasks.get(name) if name else None)
+
+
+def _check_task_options(
+    name: str,
+    fn: Callable[..., Any],
+    retry_policy: object,
+    timeout_ms: object,
+    exception_mapper: Mapping[Any, Any] | None,
+) -> None:
+    if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): retry_policy must be a RetryPolicy")
+    if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1):
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): timeout_ms must be a positive whole number")
+    for cls, code in (exception_mapper or {}).items():
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or not isinstance(code, str) or not code:
+            raise TaskDefinitionError(
+                f"task {name!r} ({_where(fn)}): exception_mapper maps exception classes to error codes, "
+                f"got {cls!r}: {code!r}"
+            )
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

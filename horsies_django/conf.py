@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 DEFAULT_QUEUE = "default"
 DEFAULT_PRIORITY = 100
@@ -36,6 +37,7 @@ class HorsiesSettings:
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     max_payload_bytes: int = 1_000_000
+    exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
 
     def queue_priority(self, queue_name: str) -> int:
         queue = self.queues.get(queue_name)
@@ -68,7 +70,7 @@ def parse(raw: Any) -> HorsiesSettings:
         raw = {}
     if not isinstance(raw, dict):
         raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
-    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES"}
+    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(
@@ -133,7 +135,41 @@ def parse(raw: Any) -> HorsiesSettings:
             f"Use one of {sorted(settings.DATABASES)}.",
         )
     max_payload = int(_number(raw, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1, where=""))
-    return HorsiesSettings(database=database, queues=queues, worker=worker, max_payload_bytes=max_payload)
+    return HorsiesSettings(
+        database=database,
+        queues=queues,
+        worker=worker,
+        max_payload_bytes=max_payload,
+        exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
+    )
+
+
+def _exception_mapper(raw: Any) -> dict[type[BaseException], str]:
+    """Import `{"dotted.path.Error": "CODE"}`; exception classes themselves are accepted too."""
+    if not isinstance(raw, dict):
+        raise SettingsError(
+            "horsies_django.E008",
+            "HORSIES['EXCEPTION_MAPPER'] must be a dict",
+            "Map exception classes (or their dotted paths) to error codes.",
+        )
+    mapper: dict[type[BaseException], str] = {}
+    for key, code in raw.items():
+        try:
+            cls = import_string(key) if isinstance(key, str) else key
+        except ImportError as exc:
+            raise SettingsError(
+                "horsies_django.E008",
+                f"HORSIES['EXCEPTION_MAPPER'] cannot import {key!r}: {exc}",
+                "Use the dotted path of an exception class, e.g. 'requests.Timeout'.",
+            ) from exc
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or not isinstance(code, str) or not code:
+            raise SettingsError(
+                "horsies_django.E008",
+                f"HORSIES['EXCEPTION_MAPPER'] entry {key!r}: {code!r} must map an exception class to a code",
+                "Use {'myapp.errors.PaymentDeclined': 'PAYMENT_DECLINED'}.",
+            )
+        mapper[cls] = code
+    return mapper
 
 
 @lru_cache(maxsize=1)

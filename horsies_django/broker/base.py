@@ -50,11 +50,22 @@ class ClaimedTask:
     claim_token: int
     max_retries: int
     priority: int
+    crash_reruns: int = 0
+    good_until: datetime | None = None
+
+    @property
+    def retries_used(self) -> int:
+        """Attempts before this one that ended in a retry (crash re-runs are counted apart)."""
+        return self.attempt - 1 - self.crash_reruns
 
 
 @dataclass(frozen=True, slots=True)
 class Finish:
-    """How one held attempt ended. `status` PENDING with `run_at` set means: run again then."""
+    """How one held attempt ended. `status` PENDING with `run_at` set means: run again then.
+
+    `attempt_outcome` None writes no attempt row; `release` also gives the attempt back (a
+    shutdown that stopped the task does not count as a try); `crash` counts a crash re-run.
+    """
 
     task_id: str
     claim_token: int
@@ -67,8 +78,10 @@ class Finish:
     worker_id: str
     started_at: datetime
     finished_at: datetime
-    attempt_outcome: str
+    attempt_outcome: str | None
     run_at: datetime | None = None
+    release: bool = False
+    crash: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +183,8 @@ class Broker:
                 claim_token=row[4],
                 max_retries=row[5],
                 priority=row[6],
+                crash_reruns=row[7],
+                good_until=self.py_datetime(row[8]),
             )
             for row in rows
         ]
@@ -177,7 +192,14 @@ class Broker:
         claimed.sort(key=lambda task: task.priority)
         return claimed
 
-    claim_returning = "RETURNING id, name, arguments, attempt, claim_token, max_retries, priority"
+    claim_returning = (
+        "RETURNING {t}id, {t}name, {t}arguments, {t}attempt, {t}claim_token, {t}max_retries, {t}priority, "
+        "{t}crash_reruns, {t}good_until"
+    )
+
+    def py_datetime(self, value: Any) -> datetime | None:
+        """A datetime column read by raw SQL, as an aware datetime."""
+        return value  # type: ignore[no-any-return]
 
     def finish_many(self, finishes: Sequence[Finish]) -> set[str]:
         """Write the outcome of held attempts in one transaction; return the ids actually finished.
@@ -190,7 +212,8 @@ class Broker:
         applied: set[str] = set()
         set_clause = (
             f"status = %s, result = {self.json_placeholder}, error_code = %s, error_message = %s, "
-            "error_traceback = %s, finished_at = %s, lease_expires_at = NULL, run_at = COALESCE(%s, run_at)"
+            "error_traceback = %s, finished_at = %s, lease_expires_at = NULL, run_at = COALESCE(%s, run_at), "
+            "attempt = attempt - %s, crash_reruns = crash_reruns + %s"
         )
         with self.write_transaction() as cursor:
             for finish in finishes:
@@ -205,13 +228,17 @@ class Broker:
                         finish.error_traceback,
                         self.db_datetime(finish.finished_at if finish.status != "PENDING" else None),
                         self.db_datetime(finish.run_at),
+                        int(finish.release),
+                        int(finish.crash),
                         self.db_uuid(uuid.UUID(finish.task_id)),
                         finish.claim_token,
                     ],
                 )
                 if cursor.rowcount == 1:
                     applied.add(finish.task_id)
-            self._record_attempts(cursor, [f for f in finishes if f.task_id in applied])
+            self._record_attempts(
+                cursor, [f for f in finishes if f.task_id in applied and f.attempt_outcome is not None]
+            )
         return applied
 
     def _record_attempts(self, cursor: CursorWrapper, finishes: Sequence[Finish]) -> None:
@@ -235,10 +262,11 @@ class Broker:
             ],
         )
 
-    def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> int:
-        """Extend the lease of every task this worker still holds, in one statement."""
+    def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> set[str]:
+        """Extend the lease of every task this worker still holds, in one statement; return the
+        ids renewed. A held task missing from them was cancelled or taken over: stop running it."""
         if not held:
-            return 0
+            return set()
         pairs = " OR ".join(["(id = %s AND claim_token = %s)"] * len(held))
         params: list[Any] = [self.db_datetime(lease_until), worker_id]
         for task_id, token in held:
@@ -246,10 +274,10 @@ class Broker:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {TASK_TABLE} SET lease_expires_at = %s WHERE worker_id = %s "
-                f"AND status IN ('CLAIMED', 'RUNNING') AND ({pairs})",
+                f"AND status IN ('CLAIMED', 'RUNNING') AND ({pairs}) RETURNING id",
                 params,
             )
-            return int(cursor.rowcount)
+            return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
 
     def expire_pending(self, *, now: datetime, result: dict[str, Any], error_code: str, message: str) -> int:
         """End PENDING tasks whose `good_until` has passed; they never run."""

@@ -43,7 +43,7 @@ class PostgresBroker(Broker):
                      LIMIT %s
                        FOR UPDATE SKIP LOCKED) AS ready
              WHERE t.id = ready.id
-            {self.claim_returning.replace("RETURNING id", "RETURNING t.id")}
+            {self.claim_returning.format(t="t.")}
         """
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             cursor.execute(sql, params)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
+from django.utils.dateparse import parse_datetime
 
 from .base import TASK_TABLE, Broker, ClaimedTask
 
@@ -18,6 +19,12 @@ class SqliteBroker(Broker):
 
     def db_uuid(self, value: uuid.UUID) -> Any:
         return value.hex  # Django stores UUIDField as 32 hex digits on SQLite.
+
+    def py_datetime(self, value: Any) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value
+        parsed = parse_datetime(value)  # Django stores UTC text on SQLite
+        return None if parsed is None else parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
     @contextmanager
     def write_transaction(self) -> Iterator[CursorWrapper]:
@@ -56,7 +63,7 @@ class SqliteBroker(Broker):
                              AND (good_until IS NULL OR good_until > %s) {queue_filter}
                            ORDER BY priority, run_at
                            LIMIT %s)
-            {self.claim_returning}
+            {self.claim_returning.format(t="")}
         """
         with self.write_transaction() as cursor:
             cursor.execute(sql, params)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import traceback
 from dataclasses import dataclass
@@ -27,8 +29,8 @@ class Outcome:
     error_traceback: str = ""
 
 
-def _failure(
-    code: BuiltInTaskCode, message: str, *, exception: BaseException | None = None, data: Any = None
+def failure(
+    code: BuiltInTaskCode | str, message: str, *, exception: BaseException | None = None, data: Any = None
 ) -> Outcome:
     exception_info = None
     formatted = ""
@@ -44,7 +46,7 @@ def _failure(
     return Outcome(
         ok=False,
         result={"err": encode_error(error)},
-        error_code=code.value,
+        error_code=str(code),
         error_message=message,
         error_traceback=formatted,
     )
@@ -54,29 +56,31 @@ def execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     """Decode the arguments, call the function, check and encode what it returned."""
     task = app.get_task(claimed.name)
     if task is None:
-        return _failure(
+        return failure(
             OperationalErrorCode.WORKER_RESOLUTION_ERROR,
             f"no task named {claimed.name!r} is registered in this worker (is its app's tasks.py installed?)",
         )
     try:
         arguments = task.signature.decode_arguments(claimed.arguments)
     except CodecError as exc:
-        return _failure(
+        return failure(
             OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
             f"stored arguments do not fit task {claimed.name!r}: {exc}",
         )
     try:
         returned = task.fn(**arguments)
+        if inspect.iscoroutine(returned):
+            returned = asyncio.run(returned)
     except Exception as exc:
         logger.info("task raised id=%s name=%s: %r", claimed.id, claimed.name, exc)
-        return _failure(
-            OperationalErrorCode.UNHANDLED_EXCEPTION,
+        return failure(
+            task.code_for_exception(exc),
             f"{type(exc).__name__}: {exc}",
             exception=exc,
             data={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
         )
     if not isinstance(returned, TaskResult):
-        return _failure(
+        return failure(
             ContractCode.RETURN_TYPE_MISMATCH,
             f"task {claimed.name!r} returned {type(returned).__name__}, not a TaskResult",
         )
@@ -84,14 +88,14 @@ def execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
         try:
             returned = TaskResult(ok=task.signature.ok_adapter.validate_python(returned.unwrap()))
         except Exception as exc:
-            return _failure(
+            return failure(
                 ContractCode.RETURN_TYPE_MISMATCH,
                 f"task {claimed.name!r} returned an ok value that does not fit its declared type: {exc}",
             )
     try:
         envelope = encode_result(returned, task.signature.ok_adapter)
     except CodecError as exc:
-        return _failure(
+        return failure(
             OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
             f"the result of task {claimed.name!r} cannot be stored: {exc}",
         )

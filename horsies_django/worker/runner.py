@@ -9,9 +9,9 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Literal
 
 from django.db import close_old_connections, connections
 from django.utils import timezone
@@ -23,11 +23,13 @@ from ..conf import get_settings
 from ..types.codec import encode_error
 from ..types.codes import OperationalErrorCode, OutcomeCode
 from ..types.results import TaskError
-from .execute import Outcome, execute
+from .execute import Outcome, failure
+from .pools import ProcessTaskPool, TaskPool, ThreadTaskPool
 
 logger = logging.getLogger("horsies_django.worker")
 
 MAX_BACKOFF_S = 5.0
+PoolKind = Literal["processes", "threads"]
 
 
 @dataclass
@@ -35,6 +37,8 @@ class WorkerStats:
     claimed: int = 0
     completed: int = 0
     failed: int = 0
+    retried: int = 0
+    released: int = 0
     stale_finishes: int = 0
     started_monotonic: float = field(default_factory=time.monotonic)
     first_claim_monotonic: float | None = None
@@ -56,6 +60,8 @@ class WorkerStats:
 class _Running:
     task: ClaimedTask
     started_at: datetime
+    timeout_ms: int | None
+    deadline: float | None  # monotonic; None: no timeout
 
 
 def _default_worker_id() -> str:
@@ -65,7 +71,9 @@ def _default_worker_id() -> str:
 class Worker:
     """Processes tasks until stopped (or, with `burst`, until nothing is ready).
 
-    Tests drive it directly: `Worker(burst=True).run()` drains the queue in this process.
+    Tests drive it directly: `Worker(burst=True, pool="threads").run()` drains the queue in this
+    process. `stop()` (the first Ctrl+C) stops claiming and lets running tasks finish for up to
+    `shutdown_timeout_s`; tasks still running then are stopped and put back to run again.
     """
 
     def __init__(
@@ -74,8 +82,11 @@ class Worker:
         app: Horsies | None = None,
         queues: Sequence[str] | None = None,
         concurrency: int | None = None,
+        pool: PoolKind = "threads",
+        max_tasks_per_child: int = 0,
         burst: bool = False,
         poll_interval_s: float | None = None,
+        shutdown_timeout_s: float = 30.0,
         worker_id: str | None = None,
     ) -> None:
         settings = get_settings()
@@ -84,49 +95,71 @@ class Worker:
         self.concurrency = concurrency or settings.worker.concurrency
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if pool not in ("processes", "threads"):
+            raise ValueError(f"pool must be 'processes' or 'threads', got {pool!r}")
+        if pool == "processes" and self.app is not default_app:
+            raise ValueError("the process pool runs tasks from horsies_django.app; use pool='threads' for another app")
+        self.pool_kind: PoolKind = pool
+        self.max_tasks_per_child = max_tasks_per_child
         self.burst = burst
         self.poll_interval_s = poll_interval_s if poll_interval_s is not None else settings.worker.poll_interval_s
+        self.shutdown_timeout_s = shutdown_timeout_s
         self.heartbeat_s = settings.worker.heartbeat_s
         self.lease_s = settings.worker.lease_s
         self.max_crash_reruns = settings.worker.max_crash_reruns
         self.worker_id = worker_id or _default_worker_id()
         self.stats = WorkerStats()
+        self.pool: TaskPool | None = None
         self._stopping = threading.Event()
-        self._running: dict[Future[Outcome], _Running] = {}
+        self._stop_deadline: float | None = None
+        self._running: dict[str, _Running] = {}
         self._unsaved: list[Finish] = []
         self._broker: Broker = get_broker()
         self._db_failures = 0
         self._db_retry_at = 0.0
 
     def stop(self) -> None:
-        """Stop claiming; `run()` returns once the tasks in hand have finished and been stored."""
+        """Stop claiming; `run()` returns once the tasks in hand have finished (or were released)."""
+        if not self._stopping.is_set():
+            self._stop_deadline = time.monotonic() + self.shutdown_timeout_s
         self._stopping.set()
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    def kill_children(self) -> None:
+        """Kill child processes at once (the second Ctrl+C); their tasks re-run after the lease."""
+        if isinstance(self.pool, ProcessTaskPool):
+            self.pool.kill_all()
+
+    def _make_pool(self) -> TaskPool:
+        if self.pool_kind == "processes":
+            close_old_connections()  # children are spawned, but do not hand them a live socket anyway
+            return ProcessTaskPool(self.concurrency, max_tasks_per_child=self.max_tasks_per_child)
+        return ThreadTaskPool(self.app, self.concurrency)
+
     def run(self) -> WorkerStats:
         logger.info(
-            "worker starting id=%s queues=%s concurrency=%d burst=%s",
+            "worker starting id=%s queues=%s concurrency=%d pool=%s burst=%s",
             self.worker_id,
             ",".join(self.queues or ["*"]),
             self.concurrency,
+            self.pool_kind,
             self.burst,
         )
-        executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="horsies-task")
+        pool = self.pool = self._make_pool()
         self._register()
         next_maintenance = 0.0
         try:
             while True:
                 if time.monotonic() >= next_maintenance:
-                    self._maintain()
+                    self._maintain(pool)
                     next_maintenance = time.monotonic() + self.heartbeat_s
-                claimed = self._claim_and_start(executor)
+                claimed = self._claim_and_start(pool)
                 if self._running:
-                    timeout = max(min(self.poll_interval_s, next_maintenance - time.monotonic()), 0)
-                    done, _ = wait(self._running, timeout=timeout, return_when=FIRST_COMPLETED)
-                    self._collect(done)
+                    self._collect(pool.wait(self._wait_timeout(next_maintenance)))
+                    self._enforce_deadlines(pool)
                 self._save()
                 if not self._database_ready():
                     self._idle(min(next_maintenance, self._db_retry_at))
@@ -137,24 +170,38 @@ class Worker:
                     break
                 self._idle(next_maintenance)
         finally:
-            executor.shutdown(wait=True)
-            self._collect([f for f in self._running if f.done()])
+            self._release_running(pool)
+            pool.close(kill=True)
             self._save()
             self._unregister()
         logger.info(
-            "worker stopped id=%s claimed=%d completed=%d failed=%d throughput=%.1f/s",
+            "worker stopped id=%s claimed=%d completed=%d failed=%d retried=%d throughput=%.1f/s",
             self.worker_id,
             self.stats.claimed,
             self.stats.completed,
             self.stats.failed,
+            self.stats.retried,
             self.stats.throughput(),
         )
         return self.stats
 
     # -- steps of the loop ----------------------------------------------------------------
 
-    def _claim_and_start(self, executor: ThreadPoolExecutor) -> int:
-        free = self.concurrency - len(self._running)
+    def _wait_timeout(self, next_maintenance: float) -> float:
+        now = time.monotonic()
+        until = min(now + self.poll_interval_s, next_maintenance)
+        deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
+        if self._stop_deadline is not None:
+            deadlines.append(self._stop_deadline)
+        if deadlines:
+            until = min(until, min(deadlines))
+        # While there is room, come back soon to claim more instead of sleeping a full poll.
+        if not self.stopping and len(self._running) < self.concurrency:
+            until = min(until, now + 0.005)
+        return max(until - now, 0)
+
+    def _claim_and_start(self, pool: TaskPool) -> int:
+        free = min(pool.free_slots(), self.concurrency - len(self._running))
         if self.stopping or free <= 0 or not self._database_ready():
             return 0
         now = timezone.now()
@@ -173,33 +220,111 @@ class Worker:
         if claimed and self.stats.first_claim_monotonic is None:
             self.stats.first_claim_monotonic = time.monotonic()
         self.stats.claimed += len(claimed)
+        started = time.monotonic()
         for task in claimed:
             logger.debug("task claimed id=%s name=%s attempt=%d", task.id, task.name, task.attempt)
-            future = executor.submit(self._run_in_thread, task)
-            self._running[future] = _Running(task=task, started_at=now)
+            definition = self.app.get_task(task.name)
+            timeout_ms = definition.timeout_ms if definition else None
+            deadline = started + timeout_ms / 1000 if timeout_ms else None
+            self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms, deadline=deadline)
+            pool.submit(task)
         return len(claimed)
 
-    def _run_in_thread(self, task: ClaimedTask) -> Outcome:
-        try:
-            return execute(self.app, task)
-        finally:
-            # A task may have used the ORM in this thread; do not keep a broken or stale connection.
-            close_old_connections()
-
-    def _collect(self, done: Sequence[Future[Outcome]] | set[Future[Outcome]]) -> None:
+    def _collect(self, completions: Sequence[tuple[str, Outcome | None]]) -> None:
         finished_at = timezone.now()
-        for future in done:
-            running = self._running.pop(future)
-            outcome = future.result()  # execute() never raises
+        for task_id, outcome in completions:
+            running = self._running.pop(task_id, None)
+            if running is None:
+                continue  # timed out or cancelled earlier; its late result is not wanted
+            if outcome is None:
+                # The child process died under the task (a crash, out of memory): a crash re-run.
+                self._unsaved.append(self._crashed(running, finished_at))
+                continue
             self._unsaved.append(self._finish_for(running, outcome, finished_at))
 
+    def _enforce_deadlines(self, pool: TaskPool) -> None:
+        now = time.monotonic()
+        for task_id, running in list(self._running.items()):
+            if running.deadline is not None and now >= running.deadline:
+                stopped = pool.stop(task_id)
+                logger.warning(
+                    "task timed out id=%s name=%s (%s)",
+                    task_id,
+                    running.task.name,
+                    "process killed" if stopped else "thread left to finish; its result is discarded",
+                )
+                del self._running[task_id]
+                outcome = failure(
+                    OutcomeCode.TASK_TIMEOUT, f"task {running.task.name!r} ran longer than {running.timeout_ms} ms"
+                )
+                self._unsaved.append(self._finish_for(running, outcome, timezone.now()))
+        if self._stop_deadline is not None and now >= self._stop_deadline and self._running:
+            self._release_running(pool)
+
+    def _release_running(self, pool: TaskPool) -> None:
+        """Stop what still runs and put it back to PENDING without counting the attempt."""
+        for task_id, running in list(self._running.items()):
+            pool.stop(task_id)
+            del self._running[task_id]
+            logger.warning("task released id=%s: the worker is stopping", task_id)
+            self._unsaved.append(
+                Finish(
+                    task_id=task_id,
+                    claim_token=running.task.claim_token,
+                    attempt=running.task.attempt,
+                    status="PENDING",
+                    result=None,
+                    error_code=None,
+                    error_message="",
+                    error_traceback="",
+                    worker_id=self.worker_id,
+                    started_at=running.started_at,
+                    finished_at=timezone.now(),
+                    attempt_outcome=None,
+                    run_at=timezone.now(),
+                    release=True,
+                )
+            )
+
+    def _crashed(self, running: _Running, finished_at: datetime) -> Finish:
+        task = running.task
+        if task.crash_reruns < self.max_crash_reruns:
+            return Finish(
+                task_id=task.id,
+                claim_token=task.claim_token,
+                attempt=task.attempt,
+                status="PENDING",
+                result=None,
+                error_code=OperationalErrorCode.WORKER_CRASHED.value,
+                error_message="the process running it died",
+                error_traceback="",
+                worker_id=self.worker_id,
+                started_at=running.started_at,
+                finished_at=finished_at,
+                attempt_outcome="WORKER_LOST",
+                run_at=finished_at,
+                crash=True,
+            )
+        outcome = failure(
+            OperationalErrorCode.WORKER_CRASHED, f"the process running it died {self.max_crash_reruns + 1} time(s)"
+        )
+        return self._finish_for(running, outcome, finished_at)
+
     def _finish_for(self, running: _Running, outcome: Outcome, finished_at: datetime) -> Finish:
+        task = running.task
+        status = "COMPLETED" if outcome.ok else "FAILED"
+        run_at = None
+        result: dict[str, object] | None = outcome.result
+        if not outcome.ok:
+            retry_at = self._retry_at(task, outcome.error_code, finished_at)
+            if retry_at is not None:
+                status, run_at, result = "PENDING", retry_at, None
         return Finish(
-            task_id=running.task.id,
-            claim_token=running.task.claim_token,
-            attempt=running.task.attempt,
-            status="COMPLETED" if outcome.ok else "FAILED",
-            result=outcome.result,
+            task_id=task.id,
+            claim_token=task.claim_token,
+            attempt=task.attempt,
+            status=status,
+            result=result,
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,
@@ -207,7 +332,19 @@ class Worker:
             started_at=running.started_at,
             finished_at=finished_at,
             attempt_outcome="COMPLETED" if outcome.ok else "FAILED",
+            run_at=run_at,
         )
+
+    def _retry_at(self, task: ClaimedTask, error_code: str | None, now: datetime) -> datetime | None:
+        """When to run a failed task again under its RetryPolicy, or None to let it fail."""
+        definition = self.app.get_task(task.name)
+        policy = definition.retry_policy if definition else None
+        if policy is None or not policy.retries(error_code) or task.retries_used >= policy.max_retries:
+            return None
+        retry_at = now + timedelta(seconds=policy.delay_seconds(task.retries_used + 1))
+        if task.good_until is not None and retry_at >= task.good_until:
+            return None  # the retry would land after the task expires
+        return retry_at
 
     def _save(self) -> None:
         if not self._unsaved or not self._database_ready():
@@ -233,19 +370,33 @@ class Worker:
                 )
             elif finish.status == "COMPLETED":
                 self.stats.completed += 1
-            else:
+            elif finish.status == "FAILED":
                 self.stats.failed += 1
+            elif finish.release:
+                self.stats.released += 1
+            else:
+                self.stats.retried += 1
             logger.debug("task finished id=%s status=%s", finish.task_id, finish.status)
 
-    def _maintain(self) -> None:
-        """Renew the leases of tasks in hand, expire stale sends, re-run tasks of lost workers."""
+    def _maintain(self, pool: TaskPool) -> None:
+        """Heartbeat; renew leases (stopping tasks cancelled meanwhile); expire stale sends; re-run
+        tasks whose worker was lost."""
         now = timezone.now()
         try:
             self._broker.worker_heartbeat(worker_id=self.worker_id, now=now)
             held = [(r.task.id, r.task.claim_token) for r in self._running.values()]
-            self._broker.renew_leases(
+            renewed = self._broker.renew_leases(
                 worker_id=self.worker_id, held=held, lease_until=now + timedelta(seconds=self.lease_s)
             )
+            for task_id, _ in held:
+                if task_id not in renewed and task_id in self._running:
+                    stopped = pool.stop(task_id)
+                    del self._running[task_id]
+                    logger.warning(
+                        "task id=%s was cancelled or taken over; %s",
+                        task_id,
+                        "its process was killed" if stopped else "its result will be discarded",
+                    )
             expired = TaskError(error_code=OutcomeCode.TASK_EXPIRED, message="not started before good_until")
             self._broker.expire_pending(
                 now=now,
@@ -279,7 +430,7 @@ class Worker:
                 pid=os.getpid(),
                 queues=self.queues or [],
                 concurrency=self.concurrency,
-                pool="threads",
+                pool=self.pool_kind,
                 now=timezone.now(),
             )
         except Exception as exc:

@@ -22,6 +22,20 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {number}")
+    return number
+
+
+def non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
 def queue_list(value: str) -> list[str]:
     queues = [name.strip() for name in value.split(",") if name.strip()]
     if not queues:
@@ -50,6 +64,26 @@ class Command(BaseCommand):
             action="store_true",
             help="Run what is ready now, then exit 0 (for scripts, tests and benchmarks).",
         )
+        parser.add_argument(
+            "--pool",
+            choices=["processes", "threads"],
+            default="processes",
+            help="Run tasks in child processes (isolated; timeouts and cancels kill them) or in threads "
+            "(light, for I/O-bound tasks) (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--max-tasks-per-child",
+            type=non_negative_int,
+            default=0,
+            help="Replace a child process after it has run this many tasks; 0 never (default: %(default)s).",
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=non_negative_float,
+            default=30.0,
+            help="On the first Ctrl+C/SIGTERM, seconds to let running tasks finish before they are stopped "
+            "and put back to run again (default: %(default)s).",
+        )
         parser.add_argument("--worker-id", default=None, help="Name this worker (default: host:pid:random).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -64,16 +98,20 @@ class Command(BaseCommand):
             queues=options["queues"],
             concurrency=options["concurrency"],
             burst=options["burst"],
+            pool=options["pool"],
+            max_tasks_per_child=options["max_tasks_per_child"],
+            shutdown_timeout_s=options["shutdown_timeout"],
             worker_id=options["worker_id"],
         )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             if worker.stopping:
-                self.stderr.write("Stopping now; tasks in hand are left to be re-run after their lease.")
+                self.stderr.write("Stopping now; tasks in hand will run again once their lease expires.")
+                worker.kill_children()
                 os._exit(128 + signum)
             self.stderr.write(
-                f"{signal.Signals(signum).name}: finishing the tasks in hand, then exiting "
-                "(press Ctrl+C again to stop at once)."
+                f"{signal.Signals(signum).name}: finishing the tasks in hand (up to "
+                f"{worker.shutdown_timeout_s:g}s), then exiting (press Ctrl+C again to stop at once)."
             )
             worker.stop()
 
