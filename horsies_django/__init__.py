@@ -17,6 +17,7 @@ from .types.codes import (
     TaskSendErrorCode,
 )
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+from .types.retry import RetryPolicy
 
 __all__ = [
     "BuiltInTaskCode",
@@ -28,6 +29,7 @@ __all__ = [
     "OutcomeCode",
     "Result",
     "RetrievalCode",
+    "RetryPolicy",
     "TaskAttemptInfo",
     "TaskDefinitionError",
     "TaskError",

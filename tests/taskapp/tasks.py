@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from horsies_django import Horsies, TaskError, TaskResult, app
+from horsies_django import Horsies, OutcomeCode, RetryPolicy, TaskError, TaskResult, app
 
 from .models import Run
 
@@ -69,6 +69,67 @@ def record(key: str, sleep_ms: int = 0) -> TaskResult[str, TaskError]:
 def sleep(ms: int) -> TaskResult[int, TaskError]:
     time.sleep(ms / 1000)
     return TaskResult(ok=ms)
+
+
+@app.task(
+    "tests.flaky",
+    retry_policy=RetryPolicy.fixed([0.3, 0.6, 0.9], auto_retry_for=["FLAKY", "UNHANDLED_EXCEPTION"], jitter=False),
+)
+def flaky(key: str, fail_times: int, raise_instead: bool = False) -> TaskResult[int, TaskError]:
+    """Fail the first `fail_times` runs for `key`, then succeed with the number of runs."""
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    runs = Run.objects.filter(key=key).count()
+    if runs <= fail_times:
+        if raise_instead:
+            raise RuntimeError(f"run {runs} fails")
+        return TaskResult(err=TaskError(error_code="FLAKY", message=f"run {runs} fails"))
+    return TaskResult(ok=runs)
+
+
+@app.task(
+    "tests.exponential",
+    retry_policy=RetryPolicy.exponential(0.2, max_retries=2, auto_retry_for=["FLAKY"], jitter=False),
+)
+def exponential(key: str) -> TaskResult[int, TaskError]:
+    Run.objects.create(key=key, worker_pid=os.getpid())
+    return TaskResult(err=TaskError(error_code="FLAKY", message="always"))
+
+
+@app.task("tests.mapped", exception_mapper={LookupError: "MISSING_KEY"})
+def mapped(key: str) -> TaskResult[int, TaskError]:
+    return TaskResult(ok={}[key])
+
+
+@app.task("tests.timeout", timeout_ms=400)
+def times_out(ms: int, key: str = "") -> TaskResult[int, TaskError]:
+    time.sleep(ms / 1000)
+    if key:
+        Run.objects.create(key=key, worker_pid=os.getpid())
+    return TaskResult(ok=ms)
+
+
+@app.task(
+    "tests.timeout_retried",
+    timeout_ms=300,
+    retry_policy=RetryPolicy.fixed([0.1], auto_retry_for=[OutcomeCode.TASK_TIMEOUT], jitter=False),
+)
+def timeout_retried(ms: int) -> TaskResult[int, TaskError]:
+    time.sleep(ms / 1000)
+    return TaskResult(ok=ms)
+
+
+@app.task("tests.async_add")
+async def async_add(a: int, b: int) -> TaskResult[int, TaskError]:
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return TaskResult(ok=a + b)
+
+
+@app.task("tests.crash")
+def crash(code: int) -> TaskResult[int, TaskError]:
+    """End the process running it at once, as a segfault or the OOM killer would."""
+    os._exit(code)
 
 
 # A separate registry: its tasks can be sent, but no worker (which uses `app`) knows them.
