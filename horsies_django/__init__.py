@@ -18,6 +18,7 @@ from .types.codes import (
 )
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
 from .types.retry import RetryPolicy
+from .worker.execute import TaskContext, current_task
 
 __all__ = [
     "BuiltInTaskCode",
@@ -31,6 +32,7 @@ __all__ = [
     "RetrievalCode",
     "RetryPolicy",
     "TaskAttemptInfo",
+    "TaskContext",
     "TaskDefinitionError",
     "TaskError",
     "TaskFunction",
@@ -41,4 +43,5 @@ __all__ = [
     "TaskSendErrorCode",
     "TaskSendResult",
     "app",
+    "current_task",
 ]

@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import traceback
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,8 +53,37 @@ def failure(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """What a running task may want to know about itself (see `current_task()`)."""
+
+    task_id: str
+    name: str
+    attempt: int
+    claim_token: int
+
+
+_current: ContextVar[TaskContext | None] = ContextVar("horsies_current_task", default=None)
+
+
+def current_task() -> TaskContext | None:
+    """The task this code runs in, or None outside a worker."""
+    return _current.get()
+
+
 def execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     """Decode the arguments, call the function, check and encode what it returned."""
+    context = TaskContext(
+        task_id=claimed.id, name=claimed.name, attempt=claimed.attempt, claim_token=claimed.claim_token
+    )
+    token = _current.set(context)
+    try:
+        return _execute(app, claimed)
+    finally:
+        _current.reset(token)
+
+
+def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     task = app.get_task(claimed.name)
     if task is None:
         return failure(

@@ -30,6 +30,7 @@ from tests.taskapp.tasks import (
     not_a_result,
     unencodable,
     user_error,
+    whoami,
     wrong_ok_type,
 )
 
@@ -167,3 +168,9 @@ def test_rebuilt_handle_decodes_with_the_registered_types_and_info_lists_attempt
     )
     assert info.started_at is not None and info.finished_at is not None and info.worker_id
     assert [(a.number, a.outcome) for a in info.attempts] == [(1, "COMPLETED")]
+
+
+def test_a_running_task_knows_its_id_attempt_and_claim_token() -> None:
+    handle = whoami.send().unwrap()
+    run_all()
+    assert handle.get(timeout_ms=100).unwrap() == {"id": handle.task_id, "attempt": 1, "token": 1}

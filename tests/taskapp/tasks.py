@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from horsies_django import Horsies, OutcomeCode, RetryPolicy, TaskError, TaskResult, app
+from horsies_django import Horsies, OutcomeCode, RetryPolicy, TaskError, TaskResult, app, current_task
 
 from .models import Run
 
@@ -130,6 +130,13 @@ async def async_add(a: int, b: int) -> TaskResult[int, TaskError]:
 def crash(code: int) -> TaskResult[int, TaskError]:
     """End the process running it at once, as a segfault or the OOM killer would."""
     os._exit(code)
+
+
+@app.task("tests.whoami")
+def whoami() -> TaskResult[dict[str, Any], TaskError]:
+    context = current_task()
+    assert context is not None
+    return TaskResult(ok={"id": context.task_id, "attempt": context.attempt, "token": context.claim_token})
 
 
 # A separate registry: its tasks can be sent, but no worker (which uses `app`) knows them.
