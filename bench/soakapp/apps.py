@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class SoakappConfig(AppConfig):
+    name = "bench.soakapp"
+    label = "soakapp"
