@@ -164,10 +164,12 @@ class Worker:
                 if not self._database_ready():
                     self._idle(min(next_maintenance, self._db_retry_at))
                     continue
-                if self._running or claimed:
+                if self._running:
                     continue
-                if self.stopping or self.burst:
+                if self.stopping or (self.burst and claimed == 0):
                     break
+                if claimed:
+                    continue  # found work: look for more at once
                 self._idle(next_maintenance)
         finally:
             self._release_running(pool)
@@ -200,10 +202,11 @@ class Worker:
             until = min(until, now + 0.005)
         return max(until - now, 0)
 
-    def _claim_and_start(self, pool: TaskPool) -> int:
+    def _claim_and_start(self, pool: TaskPool) -> int | None:
+        """Claim and start up to the free slots; the number claimed, or None if it did not look."""
         free = min(pool.free_slots(), self.concurrency - len(self._running))
         if self.stopping or free <= 0 or not self._database_ready():
-            return 0
+            return None
         now = timezone.now()
         try:
             claimed = self._broker.claim(
@@ -215,7 +218,7 @@ class Worker:
             )
         except Exception as exc:
             self._database_error("claim", exc)
-            return 0
+            return None
         self._db_failures = 0
         if claimed and self.stats.first_claim_monotonic is None:
             self.stats.first_claim_monotonic = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 from django.db import connection
 
 from horsies_django import OperationalErrorCode, OutcomeCode
-from horsies_django.models import Task, TaskAttempt
+from horsies_django.models import Task, TaskAttempt, WorkerProcess
 from horsies_django.worker import Worker
 from tests.taskapp.models import Run
 from tests.taskapp.tasks import (
@@ -30,7 +30,7 @@ from tests.taskapp.tasks import (
     times_out,
 )
 
-from ..conftest import start_worker
+from ..conftest import run_worker, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,6 +139,36 @@ def test_second_signal_stops_at_once_and_the_task_runs_again_later() -> None:
     assert handle.get(timeout_ms=1000).unwrap() == "interrupted"
 
 
+def test_max_tasks_per_child_replaces_the_child_process() -> None:
+    for i in range(6):
+        record.send(f"recycled-{i}")
+    completed = run_worker("--burst", "--concurrency", "1", "--max-tasks-per-child", "2")
+    assert completed.returncode == 0, completed.stderr
+    pids = list(Run.objects.order_by("at").values_list("worker_pid", flat=True))
+    assert len(pids) == 6
+    assert len(set(pids)) == 3  # a fresh child every two tasks
+    assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4] == pids[5]
+
+
+def test_worker_registers_heartbeats_and_records_its_stop() -> None:
+    worker = start_worker("--concurrency", "2", "--queues", "default,standard")
+    try:
+        wait_until(lambda: WorkerProcess.objects.filter(pid=worker.pid).exists(), what="the worker row")
+        first = WorkerProcess.objects.get(pid=worker.pid)
+        assert (first.queues, first.concurrency, first.pool, first.stopped_at) == (
+            ["default", "standard"],
+            2,
+            "processes",
+            None,
+        )
+        time.sleep(0.6)
+        assert WorkerProcess.objects.get(pid=worker.pid).last_heartbeat_at > first.last_heartbeat_at
+    finally:
+        code, err = stop(worker)
+    assert code == 0, err
+    assert WorkerProcess.objects.get(pid=worker.pid).stopped_at is not None
+
+
 # -- retries, exception mapping, timeouts -------------------------------------------------------------
 
 
@@ -184,14 +214,16 @@ def test_exception_mapper_turns_an_exception_into_a_code_and_user_codes_are_not_
     assert "KeyError" in (error.message or "")
 
 
-def test_exception_mapper_from_settings(settings: Any) -> None:
+def test_exception_mapper_from_settings_matches_subclasses(settings: Any) -> None:
     settings.HORSIES = {**settings.HORSIES, "EXCEPTION_MAPPER": {"builtins.ArithmeticError": "MATH"}}
-    from tests.taskapp.tasks import add as adder
+    from tests.taskapp.tasks import divide
 
-    handle = adder.send(1).unwrap()
-    Task.objects.filter(pk=handle.task_id).update(arguments={"a": 1, "b": 0})
-    Worker(burst=True).run()  # 1 + 0 does not raise: check the mapper is used only for raises
-    assert handle.get(timeout_ms=100).unwrap() == 1
+    by_zero = divide.send(1, 0).unwrap()
+    fine = divide.send(1, 4).unwrap()
+    Worker(burst=True).run()
+    error = by_zero.get(timeout_ms=100).unwrap_err()
+    assert (error.error_code, error.message) == ("MATH", "ZeroDivisionError: division by zero")
+    assert fine.get(timeout_ms=100).unwrap() == 0.25
 
 
 def test_timeout_kills_the_child_and_reports_task_timeout() -> None:

@@ -132,6 +132,11 @@ def crash(code: int) -> TaskResult[int, TaskError]:
     os._exit(code)
 
 
+@app.task("tests.divide")
+def divide(a: int, b: int) -> TaskResult[float, TaskError]:
+    return TaskResult(ok=a / b)
+
+
 @app.task("tests.whoami")
 def whoami() -> TaskResult[dict[str, Any], TaskError]:
     context = current_task()
