@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections
-from django.db.models import Count, Min, Q, QuerySet
+from django.db.models import Count, Field, Min, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
@@ -181,7 +181,7 @@ def top_errors(now: datetime, hours: int = 24, limit: int = 10) -> list[ErrorSta
         .annotate(n=Count("pk"))
         .order_by("-n", "error_code")[:limit]
     )
-    return [ErrorStats(code=row["error_code"], count=row["n"]) for row in rows]
+    return [ErrorStats(code=str(row["error_code"]), count=row["n"]) for row in rows]
 
 
 def worker_stats(now: datetime, *, recent_s: float = 3600, limit: int = 50) -> list[WorkerStats]:
@@ -199,7 +199,7 @@ def worker_stats(now: datetime, *, recent_s: float = 3600, limit: int = 50) -> l
         .values_list("worker_id", "id", "name", "status", "started_at")
     )
     for worker_id, task_id, name, status, started_at in held:
-        running[worker_id].append(RunningTask(id=str(task_id), name=name, status=status, started_at=started_at))
+        running[str(worker_id)].append(RunningTask(id=str(task_id), name=name, status=status, started_at=started_at))
     return [
         WorkerStats(
             id=w.id,
@@ -240,7 +240,9 @@ def distinct_values(field_name: str, limit: int = 200) -> list[str]:
         raise ValueError(f"no loose index scan for {field_name!r}")
     alias = get_settings().database
     quote = connections[alias].ops.quote_name
-    table, column = quote(Task._meta.db_table), quote(Task._meta.get_field(field_name).column)
+    field = Task._meta.get_field(field_name)
+    assert isinstance(field, Field) and field.column
+    table, column = quote(Task._meta.db_table), quote(field.column)
     sql = (
         f"WITH RECURSIVE t(v, n) AS (SELECT MIN({column}), 1 FROM {table} "
         f"UNION ALL SELECT (SELECT MIN({column}) FROM {table} WHERE {column} > t.v), t.n + 1 "
@@ -251,19 +253,20 @@ def distinct_values(field_name: str, limit: int = 200) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def estimated_count(queryset: QuerySet[Any]) -> int:
-    """The number of rows `queryset` holds: exact when small or off PostgreSQL, else the planner's estimate.
+def estimated_count(queryset: QuerySet[Any]) -> tuple[int, bool]:
+    """How many rows `queryset` holds, and whether that is an estimate.
 
-    PostgreSQL's estimate (from `pg_class.reltuples` and the column statistics) costs no scan;
-    an exact COUNT(*) of a million rows costs a full index or table scan on every page.
+    Exact when small or off PostgreSQL; otherwise the planner's estimate (from `pg_class.reltuples`
+    and the column statistics), which costs no scan, where an exact COUNT(*) of a million rows
+    costs a full index or table scan on every page.
     """
     queryset = queryset.order_by()
     if connections[queryset.db].vendor == "postgresql":
         plan = json.loads(queryset.explain(format="json"))
         estimate = int(plan[0]["Plan"]["Plan Rows"])
         if estimate > EXACT_COUNT_LIMIT:
-            return estimate
-    return queryset.count()
+            return estimate, True
+    return queryset.count(), False
 
 
 def human_duration(seconds: float | None) -> str:

@@ -17,22 +17,26 @@ from django.utils.text import capfirst
 
 from .. import stats
 from ..conf import DEFAULT_QUEUE, get_settings
-from ..models import Task
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Counts exactly up to `stats.EXACT_COUNT_LIMIT` rows; past that, on PostgreSQL, estimates."""
 
     @cached_property
-    def count(self) -> int:
+    def _counted(self) -> tuple[int, bool]:
         return stats.estimated_count(self.object_list)  # type: ignore[arg-type]
 
     @cached_property
+    def count(self) -> int:
+        return self._counted[0]
+
+    @property
     def estimated(self) -> bool:
-        return self.count > stats.EXACT_COUNT_LIMIT and self.object_list.db_vendor == "postgresql"  # type: ignore[union-attr]
+        """True when `count` is the planner's estimate, shown as such on the page."""
+        return self._counted[1]
 
 
 class TaskChangeList(ChangeList):
@@ -96,15 +100,15 @@ def date_drilldown(cl: ChangeList) -> dict[str, Any] | None:
 
     if year and month and day:
         chosen = date(int(str(year)), int(str(month)), int(str(day)))
-        back = {"link": link({f"{field}__year": year, f"{field}__month": month}), "title": _month_title(chosen)}
-        return {"show": True, "back": back, "choices": [{"title": _day_title(chosen)}]}
+        up = {"link": link({f"{field}__year": year, f"{field}__month": month}), "title": _month_title(chosen)}
+        return {"show": True, "back": up, "choices": [{"title": _day_title(chosen)}]}
     bounds = cl.queryset.aggregate(first=Min(field), last=Max(field))
     first: datetime | None = bounds["first"]
     last: datetime | None = bounds["last"]
     if first is None or last is None:
         return {"show": True, "choices": []}
     first, last = timezone.localtime(first), timezone.localtime(last)
-    back = None
+    back: dict[str, str] | None = None
     if year and month:
         back = {"link": link({f"{field}__year": year}), "title": str(year)}
     elif year:
@@ -117,7 +121,10 @@ def date_drilldown(cl: ChangeList) -> dict[str, Any] | None:
         y, m = int(str(year)), int(str(month))
         days = range(first.day if first.month == m else 1, (last.day if last.month == m else _days_in(y, m)) + 1)
         choices = [
-            {"link": link({f"{field}__year": y, f"{field}__month": m, f"{field}__day": d}), "title": _day_title(date(y, m, d))}
+            {
+                "link": link({f"{field}__year": y, f"{field}__month": m, f"{field}__day": d}),
+                "title": _day_title(date(y, m, d)),
+            }
             for d in days
         ]
     elif year:
@@ -142,14 +149,3 @@ def _day_title(day: date) -> str:
 
 def _month_title(day: date) -> str:
     return str(capfirst(formats.date_format(day, "YEAR_MONTH_FORMAT")))
-
-
-__all__ = [
-    "EstimatedCountPaginator",
-    "ErrorCodeFilter",
-    "NameFilter",
-    "QueueFilter",
-    "Task",
-    "TaskChangeList",
-    "date_drilldown",
-]

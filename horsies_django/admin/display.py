@@ -54,6 +54,16 @@ def short_id(value: object, length: int = 8) -> SafeString:
     return format_html('<code class="hz-id" title="{}">{}</code>', text, text[:length])
 
 
+def worker(worker_id: str | None) -> SafeString | str:
+    """`host:pid` of a `host:pid:random` worker id; the whole id on hover."""
+    if not worker_id:
+        return EMPTY
+    short = ":".join(worker_id.split(":")[:2])
+    if len(short) > 24:
+        short = short[:23] + "…"
+    return format_html('<span title="{}">{}</span>', worker_id, short)
+
+
 @dataclass(frozen=True)
 class Event:
     at: datetime

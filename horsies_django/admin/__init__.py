@@ -1,0 +1,9 @@
+"""The operator's admin: the task list and detail, actions, the dashboard and the workers page.
+
+Found by Django's admin autodiscovery; importing the modules registers their `ModelAdmin`s.
+"""
+
+from .tasks import TaskAdmin, TaskAttemptInline
+from .workers import WorkerProcessAdmin
+
+__all__ = ["TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]

@@ -1,0 +1,266 @@
+"""The task list and detail page. Read-only: tasks change only through the actions, never by hand."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from ..models import Task, TaskAttempt
+from . import display
+from .actions import operate, operations_for
+from .changelist import (
+    ErrorCodeFilter,
+    EstimatedCountPaginator,
+    NameFilter,
+    QueueFilter,
+    TaskChangeList,
+    date_drilldown,
+)
+from .dashboard import dashboard_view
+
+if TYPE_CHECKING:
+    AttemptInlineBase = admin.TabularInline[TaskAttempt, Task]
+    TaskAdminBase = admin.ModelAdmin[Task]
+else:  # The admin classes are generic only in the type stubs.
+    AttemptInlineBase = admin.TabularInline
+    TaskAdminBase = admin.ModelAdmin
+
+OPERATE_PERMISSION = "horsies_django.operate_task"
+
+
+class ReadOnly:
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class TaskAttemptInline(ReadOnly, AttemptInlineBase):
+    model = TaskAttempt
+    template = "horsies_django/admin/attempts_inline.html"
+    extra = 0
+    can_delete = False
+    fields = readonly_fields = ("number", "outcome_badge", "worker", "started", "finished", "took", "error")
+    verbose_name_plural = "attempts"
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Whoever may see the task may see its attempts; no separate permission to hand out.
+        return request.user.has_perm("horsies_django.view_task") or request.user.has_perm(OPERATE_PERMISSION)
+
+    @admin.display(description="outcome")
+    def outcome_badge(self, obj: TaskAttempt) -> SafeString:
+        return display.badge(obj.outcome, obj.outcome.replace("_", " "))
+
+    @admin.display(description="worker")
+    def worker(self, obj: TaskAttempt) -> str:
+        return obj.worker_id or display.EMPTY
+
+    @admin.display(description="started")
+    def started(self, obj: TaskAttempt) -> SafeString | str:
+        return display.when(obj.started_at)
+
+    @admin.display(description="finished")
+    def finished(self, obj: TaskAttempt) -> SafeString | str:
+        return display.when(obj.finished_at)
+
+    @admin.display(description="took")
+    def took(self, obj: TaskAttempt) -> str:
+        return display.duration(obj.started_at, obj.finished_at)
+
+    @admin.display(description="error")
+    def error(self, obj: TaskAttempt) -> SafeString | str:
+        if not obj.error_code:
+            return display.EMPTY
+        if not obj.error_traceback:
+            return format_html("<strong>{}</strong> {}", obj.error_code, obj.error_message)
+        return format_html(
+            '<details class="hz-details"><summary><strong>{}</strong> {}</summary>{}</details>',
+            obj.error_code,
+            obj.error_message,
+            display.pre(obj.error_traceback),
+        )
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnly, TaskAdminBase):
+    change_list_template = "horsies_django/admin/task_change_list.html"
+    change_form_template = "horsies_django/admin/task_change_form.html"
+    list_display = ["task", "queue", "status_badge", "error", "attempts", "enqueued", "started", "finished", "worker"]
+    list_filter = ["status", QueueFilter, NameFilter, ErrorCodeFilter]
+    search_fields = ["name", "error_code", "error_message"]
+    search_help_text = "Search by task id or worker id, or by words in the name, error code or error message."
+    date_hierarchy = "enqueued_at"
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    actions = ["retry_tasks", "cancel_tasks", "run_now"]
+    inlines = [TaskAttemptInline]
+    fieldsets = [
+        (None, {"fields": ["id", "name", "queue_name", "priority", "status_badge", "attempts", "worker_id"]}),
+        ("Arguments", {"fields": ["pretty_arguments"]}),
+        ("Outcome", {"fields": ["pretty_result", "error_code", "error_message", "traceback"]}),
+        ("Timeline", {"fields": ["timeline"]}),
+        (
+            "Delivery",
+            {
+                "classes": ["collapse"],
+                "fields": ["run_at", "good_until", "lease_expires_at", "claim_token", "crash_reruns", "max_retries"],
+            },
+        ),
+    ]
+    readonly_fields = [
+        *[f.name for f in Task._meta.fields],
+        *["status_badge", "attempts", "pretty_arguments", "pretty_result", "traceback", "timeline"],
+    ]
+
+    class Media:
+        css = {"all": ["horsies_django/admin.css"]}
+
+    # -- permissions ----------------------------------------------------------------------
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(OPERATE_PERMISSION)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or self.has_operate_permission(request)
+
+    # -- list -----------------------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[TaskChangeList]:
+        return TaskChangeList
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Task], search_term: str
+    ) -> tuple[QuerySet[Task], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        try:
+            return queryset.filter(pk=uuid.UUID(term)), False
+        except ValueError:
+            pass
+        match = (
+            Q(name__icontains=term)
+            | Q(error_code__icontains=term)
+            | Q(error_message__icontains=term)
+            | Q(worker_id=term)
+        )
+        return queryset.filter(match), False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().changelist_view(request, {"title": "Tasks", **(extra_context or {})})
+        if isinstance(response, TemplateResponse) and response.context_data and "cl" in response.context_data:
+            response.context_data["horsies_dates"] = date_drilldown(response.context_data["cl"])
+        return response
+
+    @admin.display(description="task", ordering="name")
+    def task(self, obj: Task) -> SafeString:
+        return format_html('<span class="hz-name">{}</span>{}', obj.name, display.short_id(obj.pk))
+
+    @admin.display(description="queue", ordering="queue_name")
+    def queue(self, obj: Task) -> SafeString:
+        return format_html(
+            '<span class="hz-name">{}</span><small class="hz-sub">priority {}</small>', obj.queue_name, obj.priority
+        )
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: Task) -> SafeString:
+        return display.badge(obj.status)
+
+    @admin.display(description="error", ordering="error_code")
+    def error(self, obj: Task) -> SafeString | str:
+        if not obj.error_code:
+            return display.EMPTY
+        return format_html('<span class="hz-code">{}</span>', obj.error_code)
+
+    @admin.display(description="attempts")
+    def attempts(self, obj: Task) -> str:
+        return f"{obj.attempt}/{obj.max_retries + 1}"
+
+    @admin.display(description="enqueued", ordering="enqueued_at")
+    def enqueued(self, obj: Task) -> SafeString | str:
+        return display.when(obj.enqueued_at)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj: Task) -> SafeString | str:
+        if obj.started_at is None:
+            return display.EMPTY
+        took = display.duration(obj.started_at, obj.finished_at if obj.status != "RUNNING" else None)
+        return format_html('{}<small class="hz-sub">took {}</small>', display.when(obj.started_at), took)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: Task) -> SafeString | str:
+        return display.when(obj.finished_at)
+
+    @admin.display(description="worker")
+    def worker(self, obj: Task) -> SafeString | str:
+        return display.worker(obj.worker_id)
+
+    # -- detail ---------------------------------------------------------------------------
+
+    @admin.display(description="arguments")
+    def pretty_arguments(self, obj: Task) -> SafeString:
+        return display.pretty_json(obj.arguments)
+
+    @admin.display(description="result")
+    def pretty_result(self, obj: Task) -> SafeString | str:
+        return display.pretty_json(obj.result) if obj.result is not None else display.EMPTY
+
+    @admin.display(description="traceback")
+    def traceback(self, obj: Task) -> SafeString | str:
+        return display.pre(obj.error_traceback)
+
+    @admin.display(description="timeline")
+    def timeline(self, obj: Task) -> SafeString:
+        return display.timeline(obj, list(obj.attempts.all()))
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        task = self.get_object(request, unquote(object_id)) if self.has_operate_permission(request) else None
+        extra = {"operations": operations_for(task) if task else [], **(extra_context or {})}
+        return super().change_view(request, object_id, form_url, extra)
+
+    # -- actions --------------------------------------------------------------------------
+
+    @admin.action(description="Retry selected tasks", permissions=["operate"])
+    def retry_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> HttpResponse | None:
+        return operate(self, request, queryset, "retry_tasks")
+
+    @admin.action(description="Cancel selected tasks", permissions=["operate"])
+    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> HttpResponse | None:
+        return operate(self, request, queryset, "cancel_tasks")
+
+    @admin.action(description="Run selected scheduled tasks now", permissions=["operate"])
+    def run_now(self, request: HttpRequest, queryset: QuerySet[Task]) -> HttpResponse | None:
+        return operate(self, request, queryset, "run_now")
+
+    # -- dashboard ------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("dashboard/", view(self.dashboard), name="horsies_django_task_dashboard"),
+            path("dashboard/fragment/", view(self.dashboard_fragment), name="horsies_django_task_dashboard_fragment"),
+            *super().get_urls(),
+        ]
+
+    def dashboard(self, request: HttpRequest) -> TemplateResponse:
+        return dashboard_view(self, request)
+
+    def dashboard_fragment(self, request: HttpRequest) -> TemplateResponse:
+        return dashboard_view(self, request, fragment=True)
