@@ -18,6 +18,17 @@ from horsies_django.worker import Worker
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove a SQLite test database left by an interrupted run, with its WAL files: Django deletes
+    only the main file, and a fresh database beside a stale WAL fails with "disk I/O error"."""
+    from django.conf import settings
+
+    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and test_name:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{test_name}{suffix}").unlink(missing_ok=True)
+
+
 def database_url() -> str:
     """A URL for the database the tests are using right now (the test database, not the real one)."""
     settings = connection.settings_dict
