@@ -112,7 +112,7 @@ class TaskAdmin(ReadOnly, TaskAdminBase):
     fieldsets = [
         (None, {"fields": ["id", "name", "queue_name", "priority", "status_badge", "attempts", "worker_id"]}),
         ("Arguments", {"fields": ["pretty_arguments"]}),
-        ("Outcome", {"fields": ["pretty_result", "error_code", "error_message", "traceback"]}),
+        ("Outcome", {"fields": ["pretty_result", "error", "error_message", "traceback"]}),
         ("Timeline", {"fields": ["timeline"]}),
         (
             "Delivery",
@@ -124,7 +124,7 @@ class TaskAdmin(ReadOnly, TaskAdminBase):
     ]
     readonly_fields = [
         *[f.name for f in Task._meta.fields],
-        *["status_badge", "attempts", "pretty_arguments", "pretty_result", "traceback", "timeline"],
+        *["status_badge", "error", "attempts", "pretty_arguments", "pretty_result", "traceback", "timeline"],
     ]
 
     class Media:
@@ -181,7 +181,7 @@ class TaskAdmin(ReadOnly, TaskAdminBase):
     def status_badge(self, obj: Task) -> SafeString:
         return display.badge(obj.status)
 
-    @admin.display(description="error", ordering="error_code")
+    @admin.display(description="error code", ordering="error_code")
     def error(self, obj: Task) -> SafeString | str:
         if not obj.error_code:
             return display.EMPTY
