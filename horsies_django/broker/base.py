@@ -71,7 +71,7 @@ class Finish:
     claim_token: int
     attempt: int
     status: str
-    result: dict[str, Any] | None
+    result_json: str | None
     error_code: str | None
     error_message: str
     error_traceback: str
@@ -102,7 +102,11 @@ _TASK_COLUMNS = (
     "id, name, queue_name, priority, status, arguments, result, error_code, error_message, "
     "error_traceback, attempt, max_retries, crash_reruns, run_at, enqueued_at, good_until, claim_token"
 )
-_ATTEMPT_COLUMNS = (
+FINISH_COLUMNS = (
+    "id, token, status, result, error_code, error_message, error_traceback, finished_at, run_at, uncount, crash, "
+    "attempt, worker_id, started_at, attempt_finished_at, outcome"
+)
+ATTEMPT_COLUMNS = (
     "task_id, number, worker_id, started_at, finished_at, outcome, error_code, error_message, error_traceback"
 )
 
@@ -202,65 +206,55 @@ class Broker:
         return value  # type: ignore[no-any-return]
 
     def finish_many(self, finishes: Sequence[Finish]) -> set[str]:
-        """Write the outcome of held attempts in one transaction; return the ids actually finished.
+        """Write the outcome of held attempts, and their history rows, in one statement per batch;
+        return the ids actually finished.
 
         A row is written only while the task is still held under the same claim token, so a worker
-        that lost its lease cannot overwrite the attempt that replaced it.
+        that lost its lease cannot overwrite the attempt that replaced it, and a duplicate finish
+        is a no-op.
         """
-        if not finishes:
-            return set()
         applied: set[str] = set()
-        set_clause = (
-            f"status = %s, result = {self.json_placeholder}, error_code = %s, error_message = %s, "
-            "error_traceback = %s, finished_at = %s, lease_expires_at = NULL, run_at = COALESCE(%s, run_at), "
-            "attempt = attempt - %s, crash_reruns = crash_reruns + %s"
-        )
-        with self.write_transaction() as cursor:
-            for finish in finishes:
-                cursor.execute(
-                    f"UPDATE {TASK_TABLE} SET {set_clause} "
-                    "WHERE id = %s AND claim_token = %s AND status IN ('CLAIMED', 'RUNNING')",
-                    [
-                        finish.status,
-                        None if finish.result is None else dumps(finish.result),
-                        finish.error_code,
-                        finish.error_message,
-                        finish.error_traceback,
-                        self.db_datetime(finish.finished_at if finish.status != "PENDING" else None),
-                        self.db_datetime(finish.run_at),
-                        int(finish.release),
-                        int(finish.crash),
-                        self.db_uuid(uuid.UUID(finish.task_id)),
-                        finish.claim_token,
-                    ],
-                )
-                if cursor.rowcount == 1:
-                    applied.add(finish.task_id)
-            self._record_attempts(
-                cursor, [f for f in finishes if f.task_id in applied and f.attempt_outcome is not None]
-            )
+        for start in range(0, len(finishes), INSERT_CHUNK):
+            applied |= self._finish_batch(finishes[start : start + INSERT_CHUNK])
         return applied
 
-    def _record_attempts(self, cursor: CursorWrapper, finishes: Sequence[Finish]) -> None:
-        if not finishes:
-            return
-        cursor.executemany(
-            f"INSERT INTO {ATTEMPT_TABLE} ({_ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                [
-                    self.db_uuid(uuid.UUID(f.task_id)),
-                    f.attempt,
-                    f.worker_id,
-                    self.db_datetime(f.started_at),
-                    self.db_datetime(f.finished_at),
-                    f.attempt_outcome,
-                    f.error_code,
-                    f.error_message,
-                    f.error_traceback,
-                ]
-                for f in finishes
-            ],
-        )
+    def _finish_batch(self, finishes: Sequence[Finish]) -> set[str]:
+        raise NotImplementedError("subclasses of Broker must provide _finish_batch()")
+
+    def _finish_row(self, finish: Finish) -> list[Any]:
+        """The values of one finish, in the order of `FINISH_COLUMNS`."""
+        return [
+            self.db_uuid(uuid.UUID(finish.task_id)),
+            finish.claim_token,
+            finish.status,
+            finish.result_json,
+            finish.error_code,
+            finish.error_message,
+            finish.error_traceback,
+            self.db_datetime(finish.finished_at if finish.status != "PENDING" else None),
+            self.db_datetime(finish.run_at),
+            int(finish.release),
+            int(finish.crash),
+            finish.attempt,
+            finish.worker_id,
+            self.db_datetime(finish.started_at),
+            self.db_datetime(finish.finished_at),
+            finish.attempt_outcome,
+        ]
+
+    # The SET clause and history insert shared by the vendors' batch statements, over rows `v`.
+    finish_set = (
+        "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
+        "error_traceback = v.error_traceback, finished_at = v.finished_at, lease_expires_at = NULL, "
+        "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
+        "crash_reruns = {t}.crash_reruns + v.crash"
+    )
+    finish_where = "{t}.id = v.id AND {t}.claim_token = v.token AND {t}.status IN ('CLAIMED', 'RUNNING')"
+    attempt_insert = (
+        f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) "
+        "SELECT v.id, v.attempt, v.worker_id, v.started_at, v.attempt_finished_at, v.outcome, v.error_code, "
+        "v.error_message, v.error_traceback FROM v JOIN done ON done.id = v.id WHERE v.outcome IS NOT NULL"
+    )
 
     def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> set[str]:
         """Extend the lease of every task this worker still holds, in one statement; return the
@@ -321,7 +315,7 @@ class Broker:
                     )
                     failed.append(str(uuid.UUID(str(task_id))))
                 cursor.execute(
-                    f"INSERT INTO {ATTEMPT_TABLE} ({_ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         task_id,
                         attempt,

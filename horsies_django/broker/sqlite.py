@@ -11,7 +11,7 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 from django.utils.dateparse import parse_datetime
 
-from .base import TASK_TABLE, Broker, ClaimedTask
+from .base import ATTEMPT_COLUMNS, ATTEMPT_TABLE, FINISH_COLUMNS, TASK_TABLE, Broker, ClaimedTask, Finish
 
 
 class SqliteBroker(Broker):
@@ -45,6 +45,26 @@ class SqliteBroker(Broker):
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+
+    def _finish_batch(self, finishes: Sequence[Finish]) -> set[str]:
+        rows = [self._finish_row(f) for f in finishes]
+        values = ", ".join(["(" + ", ".join(["%s"] * len(rows[0])) + ")"] * len(rows))
+        t = TASK_TABLE
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                f"WITH v({FINISH_COLUMNS}) AS (VALUES {values}) "
+                f"UPDATE {t} SET {self.finish_set.format(json='v.result', t=t)} "
+                f"FROM v WHERE {self.finish_where.format(t=t)} RETURNING {t}.id",
+                [value for row in rows for value in row],
+            )
+            done = {row[0] for row in cursor.fetchall()}
+            history = [row for row in rows if row[0] in done and row[15] is not None]
+            if history:
+                cursor.executemany(
+                    f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [[r[0], r[11], r[12], r[13], r[14], r[15], r[4], r[5], r[6]] for r in history],
+                )
+        return {str(uuid.UUID(task_id)) for task_id in done}
 
     def claim(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime

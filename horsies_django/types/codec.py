@@ -148,33 +148,47 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location + ': ' if location else ''}{first.get('msg', 'invalid value')}{more}"
 
 
-def encode_error(error: TaskError) -> dict[str, Any]:
-    """Encode a TaskError as plain JSON data; raise `CodecError` if its `data` is not JSON."""
+def _error_body(error: TaskError) -> dict[str, Any]:
     code = error.error_code
-    body = {
+    return {
         "error_code": None if code is None else str(code),
         "message": error.message,
         "data": error.data,
         "exception": error.exception,
     }
+
+
+def encode_error(error: TaskError) -> dict[str, Any]:
+    """Encode a TaskError as plain JSON data; raise `CodecError` if its `data` is not JSON."""
+    body = _error_body(error)
     dumps(body)  # Fail here, with the worker still holding the task, rather than at write time.
     return body
 
 
-def encode_result(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[Any] | None) -> dict[str, Any]:
-    """Encode a TaskResult envelope: `{"ok": value}` or `{"err": {...}}`."""
+def _envelope(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[Any] | None) -> dict[str, Any]:
     if result.is_err():
         error = result.unwrap_err()
         if not isinstance(error, TaskError):
             raise CodecError(f"the err side must be a TaskError, got {type(error).__name__}")
-        return {"err": encode_error(error)}
+        return {"err": _error_body(error)}
     value = result.unwrap()
     try:
-        encoded = ok_adapter.dump_python(value, mode="json") if ok_adapter else value
+        return {"ok": ok_adapter.dump_python(value, mode="json") if ok_adapter else value}
     except Exception as exc:
         raise CodecError(f"the ok value cannot be encoded: {exc}") from exc
-    dumps(encoded)
-    return {"ok": encoded}
+
+
+def encode_result(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[Any] | None) -> dict[str, Any]:
+    """Encode a TaskResult envelope: `{"ok": value}` or `{"err": {...}}`; raise `CodecError` if it
+    is not JSON."""
+    envelope = _envelope(result, ok_adapter)
+    dumps(envelope)
+    return envelope
+
+
+def encode_result_json(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[Any] | None) -> str:
+    """`encode_result` as the JSON text to store, encoded once."""
+    return dumps(_envelope(result, ok_adapter))
 
 
 def decode_error(body: Mapping[str, Any]) -> TaskError:

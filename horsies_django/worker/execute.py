@@ -12,7 +12,7 @@ from typing import Any
 
 from ..app import Horsies
 from ..broker import ClaimedTask
-from ..types.codec import CodecError, encode_error, encode_result
+from ..types.codec import CodecError, dumps, encode_error, encode_result_json
 from ..types.codes import BuiltInTaskCode, ContractCode, OperationalErrorCode
 from ..types.results import TaskError, TaskResult
 
@@ -24,7 +24,7 @@ class Outcome:
     """What a run produced, encoded and ready to store."""
 
     ok: bool
-    result: dict[str, Any]
+    result_json: str
     error_code: str | None = None
     error_message: str = ""
     error_traceback: str = ""
@@ -46,7 +46,7 @@ def failure(
     error = TaskError(error_code=code, message=message, data=data, exception=exception_info)
     return Outcome(
         ok=False,
-        result={"err": encode_error(error)},
+        result_json=dumps({"err": encode_error(error)}),
         error_code=str(code),
         error_message=message,
         error_traceback=formatted,
@@ -123,19 +123,19 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
                 f"task {claimed.name!r} returned an ok value that does not fit its declared type: {exc}",
             )
     try:
-        envelope = encode_result(returned, task.signature.ok_adapter)
+        envelope = encode_result_json(returned, task.signature.ok_adapter)
     except CodecError as exc:
         return failure(
             OperationalErrorCode.WORKER_SERIALIZATION_ERROR,
             f"the result of task {claimed.name!r} cannot be stored: {exc}",
         )
     if returned.is_ok():
-        return Outcome(ok=True, result=envelope)
+        return Outcome(ok=True, result_json=envelope)
     error = returned.unwrap_err()
     exception = error.exception or {}
     return Outcome(
         ok=False,
-        result=envelope,
+        result_json=envelope,
         error_code=None if error.error_code is None else str(error.error_code),
         error_message=error.message or "",
         error_traceback=exception.get("traceback", ""),

@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import signal
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_connections
@@ -27,6 +27,10 @@ from .execute import Outcome, execute
 logger = logging.getLogger("horsies_django.worker")
 
 Completion = tuple[str, Outcome | None]
+
+# After the first task of a wait ends, how long to wait for others, so that their outcomes are
+# stored in one statement; short enough not to matter for latency.
+BATCH_WINDOW_S = 0.002
 
 
 class TaskPool(Protocol):
@@ -78,7 +82,9 @@ class ThreadTaskPool:
         if not self._futures:
             time.sleep(timeout)
             return []
-        done, _ = wait(self._futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        done, pending = wait(self._futures, timeout=timeout, return_when=FIRST_COMPLETED)
+        if done and pending:
+            done |= wait(pending, timeout=BATCH_WINDOW_S, return_when=ALL_COMPLETED)[0]
         return [(self._futures.pop(future), future.result()) for future in done]
 
     def stop(self, task_id: str) -> bool:
@@ -162,7 +168,11 @@ class ProcessTaskPool:
         if not busy:
             time.sleep(timeout)
             return []
-        ready = set(wait_for_connections([c.connection for c in busy] + [c.process.sentinel for c in busy], timeout))
+        handles = [c.connection for c in busy] + [c.process.sentinel for c in busy]
+        ready = set(wait_for_connections(handles, timeout))
+        if ready and len(ready) < len(busy):
+            time.sleep(BATCH_WINDOW_S)
+            ready = set(wait_for_connections(handles, 0))
         completions: list[Completion] = []
         for child in busy:
             if child.connection not in ready and child.process.sentinel not in ready:

@@ -276,7 +276,7 @@ class Worker:
                     claim_token=running.task.claim_token,
                     attempt=running.task.attempt,
                     status="PENDING",
-                    result=None,
+                    result_json=None,
                     error_code=None,
                     error_message="",
                     error_traceback="",
@@ -297,7 +297,7 @@ class Worker:
                 claim_token=task.claim_token,
                 attempt=task.attempt,
                 status="PENDING",
-                result=None,
+                result_json=None,
                 error_code=OperationalErrorCode.WORKER_CRASHED.value,
                 error_message="the process running it died",
                 error_traceback="",
@@ -317,17 +317,17 @@ class Worker:
         task = running.task
         status = "COMPLETED" if outcome.ok else "FAILED"
         run_at = None
-        result: dict[str, object] | None = outcome.result
+        result_json: str | None = outcome.result_json
         if not outcome.ok:
             retry_at = self._retry_at(task, outcome.error_code, finished_at)
             if retry_at is not None:
-                status, run_at, result = "PENDING", retry_at, None
+                status, run_at, result_json = "PENDING", retry_at, None
         return Finish(
             task_id=task.id,
             claim_token=task.claim_token,
             attempt=task.attempt,
             status=status,
-            result=result,
+            result_json=result_json,
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,

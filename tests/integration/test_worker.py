@@ -69,7 +69,7 @@ def test_a_stale_claim_token_cannot_finish_the_task() -> None:
             claim_token=task.claim_token,
             attempt=task.attempt,
             status="COMPLETED",
-            result={"ok": value},
+            result_json=f'{{"ok": {value}}}',
             error_code=None,
             error_message="",
             error_traceback="",
