@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin
 from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -62,6 +62,7 @@ class WorkerProcessAdmin(ReadOnly, WorkerAdminBase):
     ]
     list_filter = [StateFilter, "hostname"]
     search_fields = ["=id", "hostname"]
+    show_facets = admin.ShowFacets.NEVER
     fields = readonly_fields = (
         "id",
         "state",
@@ -78,6 +79,9 @@ class WorkerProcessAdmin(ReadOnly, WorkerAdminBase):
 
     class Media:
         css = {"all": ["horsies_django/admin.css"]}
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Workers", **(extra_context or {})})
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[WorkerProcess]:
         held = (
