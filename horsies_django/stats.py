@@ -121,7 +121,7 @@ def worker_state(worker: WorkerProcess, now: datetime) -> str:
 
 def queue_stats(now: datetime) -> list[QueueStats]:
     """Per queue: a count for every status, how many wait for a future `run_at`, the oldest ready wait."""
-    rows = list(_tasks().order_by().values("queue_name", "status").annotate(n=Count("pk")))
+    rows = list(_tasks().order_by().values("queue_name", "status").annotate(n=Count("*")))
     # Configured queues are listed even while empty.
     names = set(get_settings().queues) | {row["queue_name"] for row in rows}
     counts = {name: dict.fromkeys(STATUSES, 0) for name in names}
@@ -129,7 +129,7 @@ def queue_stats(now: datetime) -> list[QueueStats]:
         counts[row["queue_name"]][row["status"]] = row["n"]
     pending = _tasks().order_by().filter(status=TaskStatus.PENDING)
     scheduled = dict(
-        pending.filter(run_at__gt=now).values("queue_name").annotate(n=Count("pk")).values_list("queue_name", "n")
+        pending.filter(run_at__gt=now).values("queue_name").annotate(n=Count("*")).values_list("queue_name", "n")
     )
     oldest = dict(
         pending.filter(run_at__lte=now).values("queue_name").annotate(at=Min("run_at")).values_list("queue_name", "at")
@@ -155,7 +155,7 @@ def throughput(now: datetime, minutes: int = 60) -> list[MinuteStats]:
         .filter(finished_at__gte=first, status__in=[TaskStatus.COMPLETED, TaskStatus.FAILED])
         .annotate(minute=TruncMinute("finished_at"))
         .values("minute", "status")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
     )
     found: dict[tuple[datetime, str], int] = {(row["minute"], row["status"]): row["n"] for row in rows}
     buckets = []
@@ -178,7 +178,7 @@ def top_errors(now: datetime, hours: int = 24, limit: int = 10) -> list[ErrorSta
         .order_by()
         .filter(finished_at__gte=now - timedelta(hours=hours), error_code__isnull=False)
         .values("error_code")
-        .annotate(n=Count("pk"))
+        .annotate(n=Count("*"))
         .order_by("-n", "error_code")[:limit]
     )
     return [ErrorStats(code=str(row["error_code"]), count=row["n"]) for row in rows]
