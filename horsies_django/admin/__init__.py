@@ -3,7 +3,8 @@
 Found by Django's admin autodiscovery; importing the modules registers their `ModelAdmin`s.
 """
 
-from .tasks import TaskAdmin, TaskAttemptInline
+from .attempts import TaskAttemptInline
+from .tasks import TaskAdmin
 from .workers import WorkerProcessAdmin
 
 __all__ = ["TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]

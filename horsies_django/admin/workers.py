@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 from .. import stats
 from ..models import HELD_STATUSES, Task, WorkerProcess
 from . import display
-from .tasks import ReadOnly
+from .attempts import ReadOnly
 
 if TYPE_CHECKING:
     WorkerAdminBase = admin.ModelAdmin[WorkerProcess]
