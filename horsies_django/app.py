@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -127,10 +128,7 @@ class TaskHandle(Generic[T]):
         try:
             outcome = _broker().fetch_outcome(task_uuid)
         except Exception as exc:
-            logger.warning("result lookup failed task_id=%s: %s", self.task_id, exc)
-            return TaskResult(
-                err=TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}")
-            )
+            return _broker_error(self.task_id, exc)
         if outcome is None:
             return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"no task with id {self.task_id}")
         if outcome.status not in TERMINAL:
@@ -151,18 +149,32 @@ class TaskHandle(Generic[T]):
         """Wait up to `timeout_ms` (None: no limit) for the task to end and return its result.
 
         When the time runs out the result is `RetrievalCode.WAIT_TIMEOUT`; the task may still run.
+        On PostgreSQL the wait listens for the worker's NOTIFY; elsewhere it polls, briefly at first.
         """
         deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        delay = 0.002
-        while True:
-            result = self._poll()
-            if result is not None:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                return self._timed_out(timeout_ms)
-            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
-            time.sleep(pause)
-            delay = min(delay * 1.5, 0.05)
+        try:
+            broker = _broker()
+            waiter = broker.result_waiter(self.task_id)
+            wait = waiter.__enter__()
+        except Exception as exc:
+            return _broker_error(self.task_id, exc)
+        try:
+            # Even with notifications, look again now and then: a NOTIFY is a hint, not a promise.
+            delay, longest = (0.002, 0.05) if broker.default_poll_interval_s < 1 else (1.0, 1.0)
+            while True:
+                result = self._poll()
+                if result is not None:
+                    return result
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return self._timed_out(timeout_ms)
+                try:
+                    wait(delay if remaining is None else min(delay, remaining))
+                except Exception as exc:
+                    return _broker_error(self.task_id, exc)
+                delay = min(delay * 1.5, longest)
+        finally:
+            waiter.__exit__(None, None, None)
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: waits without holding a thread."""
@@ -256,6 +268,11 @@ def cancel_tasks(task_ids: list[str]) -> list[str]:
     ids = [u for u in (_parse_task_id(t) for t in task_ids) if u is not None]
     error = TaskError(error_code=OutcomeCode.TASK_CANCELLED, message="cancelled")
     return _broker().cancel(ids, now=timezone.now(), result={"err": encode_error(error)}, message="cancelled")
+
+
+def _broker_error(task_id: str, exc: Exception) -> TaskResult[Any, TaskError]:
+    logger.warning("result lookup failed task_id=%s: %s", task_id, exc)
+    return TaskResult(err=TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
 
 
 def _parse_task_id(task_id: str) -> uuid.UUID | None:
@@ -393,24 +410,69 @@ class TaskFunction(Generic[P, T]):
     def _enqueue(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float
     ) -> TaskSendResult[TaskHandle[T]]:
-        match self._new_task(args, kwargs, delay_s):
+        match self._enqueue_rows([(args, kwargs)], delay_s):
+            case Ok(handles):
+                return Ok(handles[0])
             case Err() as error:
                 return error
-            case Ok(row):
-                pass
+
+    def _enqueue_rows(
+        self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], delay_s: float
+    ) -> TaskSendResult[list[TaskHandle[T]]]:
+        rows: list[NewTask] = []
+        for index, (args, kwargs) in enumerate(calls):
+            match self._new_task(args, kwargs, delay_s):
+                case Ok(row):
+                    rows.append(row)
+                case Err(error):
+                    if len(calls) == 1:
+                        return Err(error)
+                    return Err(dataclasses.replace(error, message=f"call {index}: {error.message}"))
         try:
-            _broker().enqueue_many([row])
+            _broker().enqueue_many(rows)
         except Exception as exc:
-            logger.warning("enqueue failed task=%s: %s", self.name, exc)
+            logger.warning("enqueue failed task=%s count=%d: %s", self.name, len(rows), exc)
             return Err(
                 TaskSendError(
                     code=TaskSendErrorCode.ENQUEUE_FAILED,
                     message=f"task {self.name!r}: database error: {exc}",
                     retryable=True,
-                    task_id=str(row.id),
+                    task_id=str(rows[0].id) if len(rows) == 1 else None,
                 )
             )
-        return Ok(TaskHandle(str(row.id), self))
+        return Ok([TaskHandle(str(row.id), self) for row in rows])
+
+    def send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
+        """Queue many calls at once: each item is a tuple of positional arguments or a dict of
+        keyword arguments. All or nothing: one bad call, and nothing is written."""
+        if _in_event_loop():
+            return _send_error(
+                TaskSendErrorCode.ASYNC_CONTEXT,
+                f"task {self.name!r}: send_many() blocks on the database; use 'await task.send_many_async(...)'",
+            )
+        return self._send_many(calls)
+
+    def _send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
+        bound: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
+        for index, call in enumerate(calls):
+            if isinstance(call, tuple):
+                bound.append((call, {}))
+            elif isinstance(call, Mapping):
+                bound.append(((), call))
+            else:
+                return _send_error(
+                    TaskSendErrorCode.VALIDATION_FAILED,
+                    f"task {self.name!r}: call {index} must be a tuple of arguments or a dict of keyword "
+                    f"arguments, got {type(call).__name__}",
+                )
+        if not bound:
+            return Ok([])
+        return self._enqueue_rows(bound, 0)
+
+    async def send_many_async(
+        self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]
+    ) -> TaskSendResult[list[TaskHandle[T]]]:
+        return await sync_to_async(self._send_many, thread_sensitive=True)(calls)
 
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Queue the task now. Returns `Ok(TaskHandle)` or `Err(TaskSendError)`; writes nothing on error."""

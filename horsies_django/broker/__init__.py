@@ -17,10 +17,11 @@ __all__ = ["Broker", "ClaimedTask", "Finish", "LostTasks", "NewTask", "StoredOut
 
 def get_broker(alias: str | None = None) -> Broker:
     """The broker for `alias` (default: `HORSIES['DATABASE']`)."""
-    alias = alias or get_settings().database
+    settings = get_settings()
+    alias = alias or settings.database
     vendor = connections[alias].vendor
     try:
-        return BROKERS[vendor](alias)
+        return BROKERS[vendor](alias, poll_only=settings.poll_only)
     except KeyError:
         raise ImproperlyConfigured(
             f"horsies_django supports PostgreSQL and SQLite; database {alias!r} is {vendor}"

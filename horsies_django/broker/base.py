@@ -3,8 +3,10 @@ one subclass per database vendor supplies what must differ (locking, wakeups, ty
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,7 +100,7 @@ class LostTasks:
     failed: list[str]
 
 
-_TASK_COLUMNS = (
+TASK_COLUMNS = (
     "id, name, queue_name, priority, status, arguments, result, error_code, error_message, "
     "error_traceback, attempt, max_retries, crash_reruns, run_at, enqueued_at, good_until, claim_token"
 )
@@ -116,11 +118,15 @@ class Broker:
 
     vendor = ""
     json_placeholder = "%s"
+    # How long an idle worker waits before looking for work again, unless settings say otherwise.
+    default_poll_interval_s = 0.05
     # Appended to reads of rows about to be updated; PostgreSQL skips rows another worker holds.
     lock_rows = ""
 
-    def __init__(self, alias: str) -> None:
+    def __init__(self, alias: str, *, poll_only: bool = False) -> None:
         self.alias = alias
+        self.poll_only = poll_only
+        self._listening_on: object = None
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -147,8 +153,21 @@ class Broker:
         """Claim up to `limit` ready tasks, highest priority (smallest number) first, as RUNNING."""
         raise NotImplementedError("subclasses of Broker must provide claim()")
 
-    def notify_new_work(self, cursor: CursorWrapper, queue_names: set[str]) -> None:
-        """Wake idle workers after commit, where the database can; polling covers the rest."""
+    def wait_for_new_work(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until new work may be ready or `timeout` seconds pass. Polling databases sleep;
+        PostgreSQL listens for the NOTIFY that sends commit. Either way the caller polls after."""
+        if stop is None:
+            time.sleep(timeout)
+        else:
+            stop.wait(timeout)
+
+    @contextmanager
+    def result_waiter(self, task_id: str) -> Iterator[Callable[[float], None]]:
+        """A function that waits (at most its argument, in seconds) for `task_id` to end."""
+        yield time.sleep
+
+    def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
+        """Tell waiting `get()` calls that these tasks ended, where the database can."""
 
     # -- shared SQL -----------------------------------------------------------------------
 
@@ -174,8 +193,7 @@ class Broker:
                         self.db_datetime(task.good_until),
                     ]
                 values = ", ".join([one_row] * len(chunk))
-                cursor.execute(f"INSERT INTO {TASK_TABLE} ({_TASK_COLUMNS}) VALUES {values}", params)
-            self.notify_new_work(cursor, {task.queue_name for task in tasks})
+                cursor.execute(f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES {values}", params)
 
     def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[ClaimedTask]:
         claimed = [
@@ -278,10 +296,12 @@ class Broker:
         with self.write_transaction() as cursor:
             cursor.execute(
                 f"UPDATE {TASK_TABLE} SET status = 'EXPIRED', result = {self.json_placeholder}, error_code = %s, "
-                "error_message = %s, finished_at = %s WHERE status = 'PENDING' AND good_until <= %s",
+                "error_message = %s, finished_at = %s WHERE status = 'PENDING' AND good_until <= %s RETURNING id",
                 [dumps(result), error_code, message, self.db_datetime(now), self.db_datetime(now)],
             )
-            return int(cursor.rowcount)
+            expired = [row[0] for row in cursor.fetchall()]
+            self.notify_done(cursor, expired)
+            return len(expired)
 
     def recover_lost(
         self, *, now: datetime, max_crash_reruns: int, crashed_result: dict[str, Any], message: str
@@ -328,6 +348,7 @@ class Broker:
                         "",
                     ],
                 )
+            self.notify_done(cursor, failed)
         return LostTasks(requeued=requeued, failed=failed)
 
     def cancel(
@@ -341,6 +362,7 @@ class Broker:
             "error_message = %s, finished_at = %s, lease_expires_at = NULL",
             [dumps(result), message, self.db_datetime(now)],
             "status IN ('PENDING', 'CLAIMED', 'RUNNING')",
+            announce=True,
         )
 
     def retry(self, task_ids: Sequence[uuid.UUID], *, now: datetime) -> list[str]:
@@ -366,6 +388,8 @@ class Broker:
         set_params: list[Any],
         condition: str,
         condition_params: Sequence[Any] = (),
+        *,
+        announce: bool = False,
     ) -> list[str]:
         if not task_ids:
             return []
@@ -384,6 +408,8 @@ class Broker:
                     set_params + found + list(condition_params),
                 )
                 changed = [str(uuid.UUID(str(task_id))) for task_id in found]
+                if announce:
+                    self.notify_done(cursor, changed)
         return changed
 
     def register_worker(

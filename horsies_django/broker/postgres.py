@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db.backends.utils import CursorWrapper
 
-from .base import FINISH_COLUMNS, TASK_TABLE, Broker, ClaimedTask, Finish
+from .base import FINISH_COLUMNS, TASK_COLUMNS, TASK_TABLE, Broker, ClaimedTask, Finish, NewTask
 
-NOTIFY_CHANNEL = "horsies_new_task"
+NEW_TASK_CHANNEL = "horsies_new_task"
+TASK_DONE_CHANNEL = "horsies_task_done"
+# NOTIFY payloads are limited to 8,000 bytes; 36-character ids joined by commas fit 200 at a time.
+IDS_PER_NOTIFY = 200
+LISTEN_SLICE_S = 0.25
+
+logger = logging.getLogger("horsies_django")
 
 
 class PostgresBroker(Broker):
     vendor = "postgresql"
     json_placeholder = "%s::jsonb"
     lock_rows = " FOR UPDATE SKIP LOCKED"
+    default_poll_interval_s = 1.0  # a fallback: NOTIFY wakes idle workers as soon as a send commits
 
     @contextmanager
     def fast_cursor(self) -> Iterator[Any]:
@@ -37,9 +46,114 @@ class PostgresBroker(Broker):
     def db_uuid(self, value: uuid.UUID) -> Any:
         return value
 
+    def enqueue_many(self, tasks: Sequence[NewTask]) -> None:
+        if not tasks:
+            return
+        columns = [
+            [t.id for t in tasks],
+            [t.name for t in tasks],
+            [t.queue_name for t in tasks],
+            [t.priority for t in tasks],
+            [t.arguments_json for t in tasks],
+            [t.max_retries for t in tasks],
+            [t.run_at for t in tasks],
+            [t.enqueued_at for t in tasks],
+            [t.good_until for t in tasks],
+        ]
+        notify = "" if self.poll_only else ", notified AS (SELECT pg_notify(%s, %s))"
+        select = "SELECT (SELECT count(*) FROM ins)" + ("" if self.poll_only else ", (SELECT count(*) FROM notified)")
+        # One statement, so a send in autocommit needs no BEGIN/COMMIT; the NOTIFY is delivered
+        # only when the rows commit, inside the caller's transaction if there is one.
+        sql = f"""
+            WITH ins AS (
+                INSERT INTO {TASK_TABLE} ({TASK_COLUMNS})
+                SELECT v.id, v.name, v.queue_name, v.priority, 'PENDING', v.arguments::jsonb, NULL, NULL, '', '',
+                       0, v.max_retries, 0, v.run_at, v.enqueued_at, v.good_until, 0
+                  FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::int[],
+                              %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
+                       AS v(id, name, queue_name, priority, arguments, max_retries, run_at, enqueued_at, good_until)
+                RETURNING 1
+            ){notify}
+            {select}
+        """
+        params: list[Any] = list(columns)
+        if not self.poll_only:
+            params += [NEW_TASK_CHANNEL, ",".join(sorted({t.queue_name for t in tasks}))]
+        with self.fast_cursor() as cursor:
+            cursor.execute(sql, params)
+
+    def wait_for_new_work(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until a NOTIFY says tasks were sent, `stop` is set, or `timeout` seconds pass."""
+        if self.poll_only:
+            super().wait_for_new_work(timeout, stop)
+            return
+        connection = self.connection
+        connection.ensure_connection()
+        raw = connection.connection
+        if self._listening_on is not raw:  # a new connection after an error: listen again
+            with self.fast_cursor() as cursor:
+                cursor.execute(f"LISTEN {NEW_TASK_CHANNEL}")
+            self._listening_on = raw
+        deadline = time.monotonic() + timeout
+        with connection.wrap_database_errors:
+            # Listen in short slices: a signal does not cut a wait on the socket short, a slice does.
+            while (remaining := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
+                for _ in raw.notifies(timeout=min(remaining, LISTEN_SLICE_S), stop_after=1):
+                    return
+
+    @contextmanager
+    def result_waiter(self, task_id: str) -> Iterator[Callable[[float], None]]:
+        """LISTEN for finished tasks while a `get()` waits; each wait returns early when `task_id`
+        is announced. Falls back to sleeping inside a transaction (LISTEN would start only at its
+        commit) and in poll-only mode."""
+        connection = self.connection
+        if self.poll_only or connection.in_atomic_block:
+            with super().result_waiter(task_id) as sleep:
+                yield sleep
+            return
+        with self.fast_cursor() as cursor:
+            cursor.execute(f"LISTEN {TASK_DONE_CHANNEL}")
+        raw = connection.connection
+
+        def wait(timeout: float) -> None:
+            with connection.wrap_database_errors:
+                for notification in raw.notifies(timeout=timeout):
+                    if task_id in notification.payload.split(","):
+                        return
+
+        try:
+            yield wait
+        finally:
+            try:
+                with self.fast_cursor() as cursor:
+                    cursor.execute(f"UNLISTEN {TASK_DONE_CHANNEL}")
+            except Exception:  # the connection broke; it is closed and will not be reused listening
+                logger.debug("UNLISTEN failed", exc_info=True)
+
+    def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
+        if self.poll_only or not task_ids:
+            return
+        ids = [str(task_id) for task_id in task_ids]
+        for start in range(0, len(ids), IDS_PER_NOTIFY):
+            cursor.execute(
+                "SELECT pg_notify(%s, %s)", [TASK_DONE_CHANNEL, ",".join(ids[start : start + IDS_PER_NOTIFY])]
+            )
+
     def claim(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime
     ) -> list[ClaimedTask]:
+        sql, params = self.claim_statement(
+            worker_id=worker_id, queues=queues, limit=limit, now=now, lease_until=lease_until
+        )
+        # One statement locks, updates and returns the rows; in autocommit it needs no BEGIN/COMMIT.
+        with self.fast_cursor() as cursor:
+            cursor.execute(sql, params)
+            return self._claimed(cursor.fetchall())
+
+    def claim_statement(
+        self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime
+    ) -> tuple[str, list[Any]]:
+        """The claim's SQL and parameters (apart from `claim()` so that tests can EXPLAIN it)."""
         queue_filter = "AND queue_name = ANY(%s)" if queues else ""
         params: list[Any] = [worker_id, now, now, lease_until, now, now]
         if queues:
@@ -59,10 +173,7 @@ class PostgresBroker(Broker):
              WHERE t.id = ready.id
             {self.claim_returning.format(t="t.")}
         """
-        # One statement locks, updates and returns the rows; in autocommit it needs no BEGIN/COMMIT.
-        with self.fast_cursor() as cursor:
-            cursor.execute(sql, params)
-            return self._claimed(cursor.fetchall())
+        return sql, params
 
     _finish_types = (
         "uuid", "bigint", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "int", "int", "int",
@@ -80,13 +191,14 @@ class PostgresBroker(Broker):
                   FROM v WHERE {self.finish_where.format(t="t")}
                 RETURNING t.id
             ),
-            history AS ({self.attempt_insert})
-            SELECT id FROM done
+            history AS ({self.attempt_insert}),
+            notified AS (
+                SELECT pg_notify('{TASK_DONE_CHANNEL}', string_agg(id::text, ','))
+                  FROM (SELECT id, (row_number() OVER ()) / {IDS_PER_NOTIFY} AS page FROM done) AS pages
+                 GROUP BY page
+            )
+            SELECT id, (SELECT count(*) FROM notified) FROM done
         """
         with self.fast_cursor() as cursor:
             cursor.execute(sql, columns)
             return {str(row[0]) for row in cursor.fetchall()}
-
-    def notify_new_work(self, cursor: CursorWrapper, queue_names: set[str]) -> None:
-        # Sent inside the enqueueing transaction, so listeners hear of the task only after commit.
-        cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, ",".join(sorted(queue_names))])

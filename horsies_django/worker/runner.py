@@ -102,7 +102,12 @@ class Worker:
         self.pool_kind: PoolKind = pool
         self.max_tasks_per_child = max_tasks_per_child
         self.burst = burst
-        self.poll_interval_s = poll_interval_s if poll_interval_s is not None else settings.worker.poll_interval_s
+        self._broker: Broker = get_broker()
+        self.poll_interval_s = (
+            poll_interval_s
+            if poll_interval_s is not None
+            else settings.worker.poll_interval_s or self._broker.default_poll_interval_s
+        )
         self.shutdown_timeout_s = shutdown_timeout_s
         self.heartbeat_s = settings.worker.heartbeat_s
         self.lease_s = settings.worker.lease_s
@@ -114,7 +119,6 @@ class Worker:
         self._stop_deadline: float | None = None
         self._running: dict[str, _Running] = {}
         self._unsaved: list[Finish] = []
-        self._broker: Broker = get_broker()
         self._db_failures = 0
         self._db_retry_at = 0.0
 
@@ -446,13 +450,17 @@ class Worker:
             logger.warning("could not record the worker's stop id=%s: %s", self.worker_id, exc)
 
     def _idle(self, until: float) -> None:
-        """Sleep until `until` (monotonic) or one poll interval, whichever is first; stop() wakes it."""
+        """Wait until `until` (monotonic), one poll interval, or word of new work, whichever is first."""
         pause = max(min(self.poll_interval_s, until - time.monotonic()), 0)
         if self.stopping:
             time.sleep(min(pause, 0.05))  # the stop event no longer blocks; still do not spin
-        else:
+        elif not self._database_ready():
             self._stopping.wait(pause)
-        close_old_connections()
+        else:
+            try:
+                self._broker.wait_for_new_work(pause, self._stopping)
+            except Exception as exc:
+                self._database_error("listen", exc)
 
     def _database_ready(self) -> bool:
         return time.monotonic() >= self._db_retry_at

@@ -25,8 +25,9 @@ def test_parse_defaults(raw: Any) -> None:
     assert parsed.queues == {}
     assert parsed.max_payload_bytes == 1_000_000
     assert parsed.worker == WorkerSettings(
-        concurrency=4, heartbeat_s=10.0, lease_s=60.0, max_crash_reruns=3, poll_interval_s=0.5
+        concurrency=4, heartbeat_s=10.0, lease_s=60.0, max_crash_reruns=3, poll_interval_s=None
     )
+    assert parsed.poll_only is False
     assert parsed.queue_priority("anything") == DEFAULT_PRIORITY
 
 
@@ -62,7 +63,8 @@ BAD = [
     ("concurrency-bool", {"WORKER": {"concurrency": True}}, "E003"),
     ("heartbeat-negative", {"WORKER": {"heartbeat_s": -1}}, "E003"),
     ("crash-reruns-negative", {"WORKER": {"max_crash_reruns": -1}}, "E003"),
-    ("poll-none", {"WORKER": {"poll_interval_s": None}}, "E003"),
+    ("poll-zero", {"WORKER": {"poll_interval_s": 0}}, "E003"),
+    ("poll-only-string", {"POLL_ONLY": "yes"}, "E009"),
     ("payload-zero", {"MAX_PAYLOAD_BYTES": 0}, "E003"),
     ("priority-zero", {"QUEUES": {"q": {"priority": 0}}}, "E003"),
     ("max-concurrency-negative", {"QUEUES": {"q": {"max_concurrency": -1}}}, "E003"),
