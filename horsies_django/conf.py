@@ -32,12 +32,19 @@ class QueueSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    completed_days: float = 7
+    failed_days: float = 30  # also CANCELLED and EXPIRED
+
+
+@dataclass(frozen=True)
 class HorsiesSettings:
     database: str = "default"
     queues: dict[str, QueueSettings] = field(default_factory=dict)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     max_payload_bytes: int = 1_000_000
     poll_only: bool = False
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
 
     def queue_priority(self, queue_name: str) -> int:
@@ -71,7 +78,7 @@ def parse(raw: Any) -> HorsiesSettings:
         raw = {}
     if not isinstance(raw, dict):
         raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
-    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY"}
+    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION"}
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(
@@ -142,7 +149,22 @@ def parse(raw: Any) -> HorsiesSettings:
         worker=worker,
         max_payload_bytes=max_payload,
         poll_only=_flag(raw, "POLL_ONLY"),
+        retention=_retention(raw.get("RETENTION", {})),
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
+    )
+
+
+def _retention(raw: Any) -> RetentionSettings:
+    if not isinstance(raw, dict) or set(raw) - {"completed_days", "failed_days"}:
+        raise SettingsError(
+            "horsies_django.E010",
+            f"HORSIES['RETENTION'] must be a dict with completed_days and/or failed_days, got {raw!r}",
+            "Use {'completed_days': 7, 'failed_days': 30}.",
+        )
+    defaults = RetentionSettings()
+    return RetentionSettings(
+        completed_days=float(_number(raw, "completed_days", defaults.completed_days, minimum=0, where="['RETENTION']")),
+        failed_days=float(_number(raw, "failed_days", defaults.failed_days, minimum=0, where="['RETENTION']")),
     )
 
 

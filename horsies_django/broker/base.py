@@ -412,6 +412,23 @@ class Broker:
                     self.notify_done(cursor, changed)
         return changed
 
+    def prune(self, *, completed_before: datetime, failed_before: datetime, limit: int) -> int:
+        """Delete up to `limit` ended tasks (and their attempts) that finished before the cutoffs:
+        COMPLETED ones before `completed_before`, the other ended ones before `failed_before`.
+        Small batches keep each transaction, and the locks it holds, short."""
+        with self.write_transaction() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {TASK_TABLE} WHERE (status = 'COMPLETED' AND finished_at < %s) "
+                f"OR (status IN ('FAILED', 'CANCELLED', 'EXPIRED') AND finished_at < %s) LIMIT %s{self.lock_rows}",
+                [self.db_datetime(completed_before), self.db_datetime(failed_before), limit],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            if ids:
+                placeholders = ", ".join(["%s"] * len(ids))
+                cursor.execute(f"DELETE FROM {ATTEMPT_TABLE} WHERE task_id IN ({placeholders})", ids)
+                cursor.execute(f"DELETE FROM {TASK_TABLE} WHERE id IN ({placeholders})", ids)
+        return len(ids)
+
     def register_worker(
         self,
         *,

@@ -29,6 +29,8 @@ from .pools import ProcessTaskPool, TaskPool, ThreadTaskPool
 logger = logging.getLogger("horsies_django.worker")
 
 MAX_BACKOFF_S = 5.0
+PRUNE_EVERY_S = 60.0
+PRUNE_BATCH = 1000
 PoolKind = Literal["processes", "threads"]
 
 
@@ -62,6 +64,24 @@ class _Running:
     started_at: datetime
     timeout_ms: int | None
     deadline: float | None  # monotonic; None: no timeout
+
+
+def prune_finished(broker: Broker, *, now: datetime, limit: int | None = None) -> int:
+    """Delete ended tasks older than HORSIES['RETENTION'] allows, in batches; `limit` caps the
+    rows deleted this call (a worker prunes a little at a time between tasks)."""
+    retention = get_settings().retention
+    deleted = 0
+    while limit is None or deleted < limit:
+        batch = PRUNE_BATCH if limit is None else min(PRUNE_BATCH, limit - deleted)
+        count = broker.prune(
+            completed_before=now - timedelta(days=retention.completed_days),
+            failed_before=now - timedelta(days=retention.failed_days),
+            limit=batch,
+        )
+        deleted += count
+        if count < batch:
+            break
+    return deleted
 
 
 def _default_worker_id() -> str:
@@ -121,6 +141,7 @@ class Worker:
         self._unsaved: list[Finish] = []
         self._db_failures = 0
         self._db_retry_at = 0.0
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
 
     def stop(self) -> None:
         """Stop claiming; `run()` returns once the tasks in hand have finished (or were released)."""
@@ -421,6 +442,9 @@ class Worker:
                 crashed_result={"err": encode_error(crashed)},
                 message=crashed.message or "",
             )
+            if time.monotonic() >= self._next_prune:
+                self._next_prune = time.monotonic() + PRUNE_EVERY_S
+                prune_finished(self._broker, now=now, limit=PRUNE_BATCH)
         except Exception as exc:
             self._database_error("maintenance", exc)
             return

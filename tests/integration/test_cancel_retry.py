@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import uuid
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -53,3 +55,25 @@ def test_completed_task_is_not_retried_and_run_now_only_moves_scheduled_tasks() 
     assert broker.run_now([uuid.UUID(done.task_id), uuid.UUID(later.task_id)], now=timezone.now()) == [later.task_id]
     Worker(burst=True).run()
     assert later.get(timeout_ms=100).unwrap() == 2
+
+
+def test_pruning_deletes_only_ended_tasks_past_their_retention(settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.core.management import call_command
+
+    settings.HORSIES = {**settings.HORSIES, "RETENTION": {"completed_days": 1, "failed_days": 10}}
+    old_done, new_done = add.send(1).unwrap(), add.send(2).unwrap()
+    old_failed, recent_failed = boom.send("x").unwrap(), boom.send("y").unwrap()
+    pending = add.schedule(3600, 3).unwrap()
+    Worker(burst=True).run()
+    now = timezone.now()
+    Task.objects.filter(pk__in=[old_done.task_id]).update(finished_at=now - timedelta(days=2))
+    Task.objects.filter(pk__in=[recent_failed.task_id]).update(finished_at=now - timedelta(days=2))
+    Task.objects.filter(pk__in=[old_failed.task_id]).update(finished_at=now - timedelta(days=11))
+    out = io.StringIO()
+    call_command("horsies_prune", stdout=out)
+    assert out.getvalue().strip() == "deleted 2 ended task(s)"
+    remaining = {str(i) for i in Task.objects.values_list("id", flat=True)}
+    assert remaining == {new_done.task_id, recent_failed.task_id, pending.task_id}
+    assert not TaskAttempt.objects.filter(task_id__in=[old_done.task_id, old_failed.task_id]).exists()
