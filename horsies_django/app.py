@@ -512,6 +512,7 @@ class Horsies:
 
     def __init__(self) -> None:
         self._tasks: dict[str, TaskFunction[Any, Any]] = {}
+        self._periodic: dict[str, dict[str, Any]] = {}
 
     @overload
     def task(
@@ -577,6 +578,47 @@ class Horsies:
             return task
 
         return register if fn is None else register(fn)
+
+    def periodic(
+        self,
+        *,
+        cron: str | None = None,
+        every: timedelta | None = None,
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        timezone: str = "UTC",
+        catch_up: str = "latest",
+    ) -> Callable[[TaskFunction[P, T]], TaskFunction[P, T]]:
+        """Run a registered task on a schedule, like an entry of HORSIES['SCHEDULES']:
+
+            @app.periodic(cron="*/5 * * * *")
+            @app.task("poll_feeds")
+            def poll_feeds() -> TaskResult[int, TaskError]: ...
+
+        The entry is checked with the settings' schedules (see horsies_django.scheduler).
+        """
+
+        def register(task: TaskFunction[P, T]) -> TaskFunction[P, T]:
+            if not isinstance(task, TaskFunction):
+                raise TaskDefinitionError(
+                    f"@app.periodic goes above @app.task: it needs a registered task, got {task!r}"
+                )
+            schedule_name = name or task.name
+            spec: dict[str, Any] = {"task": task.name, "args": list(args), "kwargs": dict(kwargs or {})}
+            spec.update({"timezone": timezone, "catch_up": catch_up})
+            if cron is not None:
+                spec["cron"] = cron
+            if every is not None:
+                spec["every"] = every
+            self._periodic[schedule_name] = spec
+            return task
+
+        return register
+
+    def periodic_schedules(self) -> dict[str, dict[str, Any]]:
+        """Schedules declared with `@app.periodic`, by name, in the form of HORSIES['SCHEDULES']."""
+        return dict(self._periodic)
 
     def list_tasks(self) -> list[str]:
         return sorted(self._tasks)

@@ -78,7 +78,10 @@ def parse(raw: Any) -> HorsiesSettings:
         raw = {}
     if not isinstance(raw, dict):
         raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
-    known = {"DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION"}
+    known = {
+        "DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION",
+        "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S",
+    }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
         raise SettingsError(

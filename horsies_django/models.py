@@ -51,6 +51,9 @@ class Task(models.Model):
     good_until = models.DateTimeField(null=True, blank=True, help_text="Expires if not started by then.")
     worker_id = models.CharField(max_length=255, null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, null=True, blank=True, help_text="Sends with the same task name and key share one task."
+    )
     claim_token = models.PositiveIntegerField(
         default=0, help_text="Bumped on every claim; only the holder of the current token may finish the task."
     )
@@ -76,6 +79,12 @@ class Task(models.Model):
             models.CheckConstraint(
                 condition=Q(priority__gte=MIN_PRIORITY, priority__lte=MAX_PRIORITY),
                 name="horsies_task_priority_range",
+            ),
+            # Concurrent sends with one key insert one row; the losers read the winner's id.
+            models.UniqueConstraint(
+                fields=["name", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="horsies_task_idempotency_key",
             ),
         ]
 
@@ -131,3 +140,28 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return self.id
+
+
+class Schedule(models.Model):
+    """A periodic task from HORSIES['SCHEDULES'] or @app.periodic, and where it stands.
+
+    Workers enqueue each due slot by moving `last_slot_at` forward with a compare-and-set in the
+    same transaction as the send, so a slot is sent once however many workers look at it.
+    """
+
+    name = models.CharField(primary_key=True, max_length=200)
+    task_name = models.CharField(max_length=255)
+    spec = models.CharField(max_length=200, help_text="The cron expression or interval, as written.")
+    paused = models.BooleanField(default=False, help_text="A paused schedule sends nothing until resumed.")
+    last_slot_at = models.DateTimeField(null=True, blank=True, help_text="The newest slot sent.")
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="When that slot was sent.")
+    last_task_id = models.UUIDField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "horsies_schedule"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

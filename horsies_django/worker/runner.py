@@ -20,6 +20,7 @@ from ..app import Horsies
 from ..app import app as default_app
 from ..broker import Broker, ClaimedTask, Finish, get_broker
 from ..conf import get_settings
+from ..scheduler import run_due_schedules
 from ..types.codec import encode_error
 from ..types.codes import OperationalErrorCode, OutcomeCode
 from ..types.results import TaskError
@@ -108,6 +109,7 @@ class Worker:
         poll_interval_s: float | None = None,
         shutdown_timeout_s: float = 30.0,
         worker_id: str | None = None,
+        run_scheduler: bool = True,
     ) -> None:
         settings = get_settings()
         self.app = app or default_app
@@ -122,6 +124,7 @@ class Worker:
         self.pool_kind: PoolKind = pool
         self.max_tasks_per_child = max_tasks_per_child
         self.burst = burst
+        self.run_scheduler = run_scheduler
         self._broker: Broker = get_broker()
         self.poll_interval_s = (
             poll_interval_s
@@ -442,6 +445,8 @@ class Worker:
                 crashed_result={"err": encode_error(crashed)},
                 message=crashed.message or "",
             )
+            if self.run_scheduler:
+                run_due_schedules(now)
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_S
                 prune_finished(self._broker, now=now, limit=PRUNE_BATCH)

@@ -84,6 +84,11 @@ class Command(BaseCommand):
             help="On the first Ctrl+C/SIGTERM, seconds to let running tasks finish before they are stopped "
             "and put back to run again (default: %(default)s).",
         )
+        parser.add_argument(
+            "--no-scheduler",
+            action="store_true",
+            help="Do not send due periodic tasks from this worker (some worker must; any number may).",
+        )
         parser.add_argument("--worker-id", default=None, help="Name this worker (default: host:pid:random).")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -102,6 +107,7 @@ class Command(BaseCommand):
             max_tasks_per_child=options["max_tasks_per_child"],
             shutdown_timeout_s=options["shutdown_timeout"],
             worker_id=options["worker_id"],
+            run_scheduler=not options["no_scheduler"],
         )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
