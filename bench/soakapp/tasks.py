@@ -1,8 +1,10 @@
-"""Benchmark tasks. `soak` writes one line per run so that double runs can be counted."""
+"""Benchmark tasks. `soak` writes one line per run so that double runs can be counted;
+`latency` records when it started and ended, for bench/run.py's latency measures."""
 
 import os
 import time
 
+from bench.peers.record import record
 from horsies_django import TaskError, TaskResult, app, current_task
 
 
@@ -21,3 +23,10 @@ def soak(n: int, sleep_ms: int) -> TaskResult[int, TaskError]:
     with open(os.path.join(log_dir, f"{os.getpid()}.log"), "a") as log:
         log.write(f"{context.task_id} {context.claim_token}\n")
     return TaskResult(ok=n)
+
+
+@app.task("bench.latency")
+def latency(sample: int) -> TaskResult[int, TaskError]:
+    started = time.time()
+    record(sample, started)
+    return TaskResult(ok=sample)
