@@ -27,7 +27,7 @@ from .types.codes import (
     TaskSendErrorCode,
 )
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
-from .types.retry import RetryPolicy
+from .types.retry import RateLimit, RetryPolicy
 
 if TYPE_CHECKING:
     from .broker import Broker, NewTask
@@ -82,6 +82,7 @@ class SendOptions:
     queue_name: str | None = None
     priority: int | None = None
     good_until: datetime | None = None
+    idempotency_key: str | None = None
 
 
 def _broker() -> Broker:
@@ -308,6 +309,7 @@ class TaskFunction(Generic[P, T]):
         retry_policy: RetryPolicy | None = None,
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
+        rate_limit: RateLimit | None = None,
         options: SendOptions = SendOptions(),
     ) -> None:
         self.app = app
@@ -318,6 +320,7 @@ class TaskFunction(Generic[P, T]):
         self.retry_policy = retry_policy
         self.timeout_ms = timeout_ms
         self.exception_mapper = dict(exception_mapper or {})
+        self.rate_limit = rate_limit
         self.options = options
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -337,13 +340,20 @@ class TaskFunction(Generic[P, T]):
         queue_name: str | None = None,
         priority: int | None = None,
         good_until: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskFunction[P, T]:
-        """A copy of this task whose sends use these options (like Django's `Task.using()`)."""
+        """A copy of this task whose sends use these options (like Django's `Task.using()`).
+
+        `idempotency_key`: while a task of this name with the same key is pending or running, or
+        ended less than HORSIES['IDEMPOTENCY_WINDOW_S'] ago (a day by default), a send returns its
+        handle instead of queueing another.
+        """
         current = self.options
         options = SendOptions(
             queue_name=current.queue_name if queue_name is None else queue_name,
             priority=current.priority if priority is None else priority,
             good_until=current.good_until if good_until is None else good_until,
+            idempotency_key=current.idempotency_key if idempotency_key is None else idempotency_key,
         )
         bound = copy.copy(self)
         bound.options = options
@@ -380,6 +390,15 @@ class TaskFunction(Generic[P, T]):
                 f"{settings.max_payload_bytes}",
             )
         queue_name = self.options.queue_name or self.queue_name
+        unknown = settings.unknown_queue(queue_name)
+        if unknown:
+            return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {unknown}")
+        key = self.options.idempotency_key
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: idempotency_key must be a string of 1 to 255 characters",
+            )
         priority = self.options.priority if self.options.priority is not None else settings.queue_priority(queue_name)
         if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             return _send_error(
@@ -404,6 +423,7 @@ class TaskFunction(Generic[P, T]):
                 enqueued_at=now,
                 good_until=good_until,
                 max_retries=self.retry_policy.max_retries if self.retry_policy else 0,
+                idempotency_key=key,
             )
         )
 
@@ -428,7 +448,16 @@ class TaskFunction(Generic[P, T]):
                     if len(calls) == 1:
                         return Err(error)
                     return Err(dataclasses.replace(error, message=f"call {index}: {error.message}"))
+        if rows[0].idempotency_key is not None and len(rows) > 1:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: an idempotency_key names one task; send_many() cannot share it",
+            )
         try:
+            if rows[0].idempotency_key is not None:
+                window = timedelta(seconds=get_settings().idempotency_window_s)
+                existing_id = _broker().enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
+                return Ok([TaskHandle(existing_id, self)])
             _broker().enqueue_many(rows)
         except Exception as exc:
             logger.warning("enqueue failed task=%s count=%d: %s", self.name, len(rows), exc)
@@ -523,6 +552,7 @@ class Horsies:
         retry_policy: RetryPolicy | None = None,
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
+        rate_limit: str | None = None,
     ) -> Callable[[Callable[P, TaskResult[T, TaskError]]], TaskFunction[P, T]]: ...
 
     @overload
@@ -535,6 +565,7 @@ class Horsies:
         retry_policy: RetryPolicy | None = None,
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
+        rate_limit: str | None = None,
     ) -> TaskFunction[P, T]: ...
 
     def task(
@@ -546,6 +577,7 @@ class Horsies:
         retry_policy: RetryPolicy | None = None,
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
+        rate_limit: str | None = None,
     ) -> Any:
         """Register a function as task `name` on `queue_name` (default: "default").
 
@@ -564,6 +596,8 @@ class Horsies:
                     f"task name {name!r} is already used by {_where(existing.fn)}; {_where(func)} must use another name"
                 )
             _check_task_options(name, func, retry_policy, timeout_ms, exception_mapper)
+            limit = _rate_limit(name, func, rate_limit)
+            _check_queue(name, func, queue_name or DEFAULT_QUEUE)
             task = TaskFunction(
                 app=self,
                 name=name,
@@ -573,6 +607,7 @@ class Horsies:
                 retry_policy=retry_policy,
                 timeout_ms=timeout_ms,
                 exception_mapper=exception_mapper,
+                rate_limit=limit,
             )
             self._tasks[name] = task
             return task
@@ -658,6 +693,25 @@ def _check_task_options(
                 f"task {name!r} ({_where(fn)}): exception_mapper maps exception classes to error codes, "
                 f"got {cls!r}: {code!r}"
             )
+
+
+def _rate_limit(name: str, fn: Callable[..., Any], spec: str | None) -> RateLimit | None:
+    if spec is None:
+        return None
+    try:
+        return RateLimit.parse(spec)
+    except ValueError as exc:
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {exc}") from None
+
+
+def _check_queue(name: str, fn: Callable[..., Any], queue_name: str) -> None:
+    from django.conf import settings
+
+    if not settings.configured:
+        return  # the system check reports it once settings exist
+    unknown = get_settings().unknown_queue(queue_name)
+    if unknown:
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {unknown}")
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

@@ -46,10 +46,22 @@ class HorsiesSettings:
     poll_only: bool = False
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
+    cluster_max_concurrency: int | None = None
+    idempotency_window_s: float = 86_400
 
     def queue_priority(self, queue_name: str) -> int:
         queue = self.queues.get(queue_name)
         return queue.priority if queue else DEFAULT_PRIORITY
+
+    def unknown_queue(self, queue_name: str) -> str | None:
+        """Why `queue_name` cannot be used, or None: once QUEUES is set, only its queues exist."""
+        if not self.queues or queue_name in self.queues:
+            return None
+        return f"queue {queue_name!r} is not in HORSIES['QUEUES'] (known queues: {', '.join(sorted(self.queues))})"
+
+    def queue_caps(self) -> dict[str, int]:
+        """Queues with a cluster-wide cap on running tasks (0: paused)."""
+        return {name: q.max_concurrency for name, q in self.queues.items() if q.max_concurrency is not None}
 
 
 class SettingsError(ValueError):
@@ -154,6 +166,10 @@ def parse(raw: Any) -> HorsiesSettings:
         poll_only=_flag(raw, "POLL_ONLY"),
         retention=_retention(raw.get("RETENTION", {})),
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
+        cluster_max_concurrency=None
+        if raw.get("CLUSTER_MAX_CONCURRENCY") is None
+        else int(_number(raw, "CLUSTER_MAX_CONCURRENCY", 0, minimum=0, where="")),
+        idempotency_window_s=float(_number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, where="")),
     )
 
 

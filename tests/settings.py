@@ -6,7 +6,15 @@ INSTALLED_APPS = [*INSTALLED_APPS, "tests.taskapp"]  # noqa: F405
 
 # Short heartbeats and leases so that crash recovery happens within a test's patience.
 HORSIES = {
-    "QUEUES": {"standard": {"priority": 50}},
+    # Once QUEUES is set only its queues exist; the tests use these.
+    "QUEUES": {
+        "default": {},
+        "standard": {"priority": 50},
+        "critical": {"priority": 1},
+        "reports": {},
+        # Capped only where a test asks for it, so other tests use the uncapped claim.
+        "bulk": {"priority": 100, "max_concurrency": env.int("HORSIES_TEST_BULK_CAP", default=None)},  # noqa: F405
+    },
     "WORKER": {
         "poll_interval_s": 0.05,
         "heartbeat_s": env.float("HORSIES_TEST_HEARTBEAT_S", default=0.25),  # noqa: F405

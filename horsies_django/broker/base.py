@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
@@ -17,6 +17,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from ..types.codec import dumps, loads
+from ..types.retry import RateLimit
 
 TASK_TABLE = "horsies_task"
 ATTEMPT_TABLE = "horsies_task_attempt"
@@ -39,6 +40,7 @@ class NewTask:
     enqueued_at: datetime
     good_until: datetime | None
     max_retries: int
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +104,8 @@ class LostTasks:
 
 TASK_COLUMNS = (
     "id, name, queue_name, priority, status, arguments, result, error_code, error_message, "
-    "error_traceback, attempt, max_retries, crash_reruns, run_at, enqueued_at, good_until, claim_token"
+    "error_traceback, attempt, max_retries, crash_reruns, run_at, enqueued_at, good_until, claim_token, "
+    "idempotency_key"
 )
 FINISH_COLUMNS = (
     "id, token, status, result, error_code, error_message, error_traceback, finished_at, run_at, uncount, crash, "
@@ -166,6 +169,12 @@ class Broker:
         """A function that waits (at most its argument, in seconds) for `task_id` to end."""
         yield time.sleep
 
+    def announce_new_work(self, cursor: Any, queue_names: set[str]) -> None:
+        """Wake idle workers once this transaction commits, where the database can."""
+
+    def lock_capped_claims(self, cursor: Any) -> None:
+        """Serialise claims that must respect cluster-wide caps (SQLite's write lock already does)."""
+
     def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
         """Tell waiting `get()` calls that these tasks ended, where the database can."""
 
@@ -175,7 +184,9 @@ class Broker:
         """Insert tasks in multi-row statements, all or nothing, inside the caller's transaction if any."""
         if not tasks:
             return
-        one_row = f"(%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0)"
+        one_row = (
+            f"(%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s)"
+        )
         with self.write_transaction() as cursor:
             for start in range(0, len(tasks), INSERT_CHUNK):
                 chunk = tasks[start : start + INSERT_CHUNK]
@@ -191,9 +202,127 @@ class Broker:
                         self.db_datetime(task.run_at),
                         self.db_datetime(task.enqueued_at),
                         self.db_datetime(task.good_until),
+                        task.idempotency_key,
                     ]
                 values = ", ".join([one_row] * len(chunk))
                 cursor.execute(f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES {values}", params)
+
+    def enqueue_idempotent(self, task: NewTask, *, ended_after: datetime) -> str:
+        """Insert `task` unless a task of its name holds its idempotency key; return the id of the
+        task that now answers for the key. A holder that ended before `ended_after` gives the key
+        up to the new task. The unique index decides between concurrent senders."""
+        insert = (
+            f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES (%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, "
+            "NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s) "
+            "ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
+        )
+        params = [
+            self.db_uuid(task.id), task.name, task.queue_name, task.priority, task.arguments_json,
+            task.max_retries, self.db_datetime(task.run_at), self.db_datetime(task.enqueued_at),
+            self.db_datetime(task.good_until), task.idempotency_key,
+        ]  # fmt: skip
+        with self.write_transaction() as cursor:
+            for _ in range(2):
+                cursor.execute(insert, params)
+                if cursor.fetchone() is not None:
+                    self.announce_new_work(cursor, {task.queue_name})
+                    return str(task.id)
+                cursor.execute(
+                    f"SELECT id, status, finished_at FROM {TASK_TABLE} WHERE name = %s AND idempotency_key = %s",
+                    [task.name, task.idempotency_key],
+                )
+                row = cursor.fetchone()
+                if row is None:
+                    continue  # the holder was deleted meanwhile: try the insert again
+                holder, status, finished_at = row
+                finished = self.py_datetime(finished_at)
+                if status not in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED") or (
+                    finished is not None and finished >= ended_after
+                ):
+                    return str(uuid.UUID(str(holder)))
+                cursor.execute(
+                    f"UPDATE {TASK_TABLE} SET idempotency_key = NULL WHERE id = %s AND idempotency_key = %s",
+                    [holder, task.idempotency_key],
+                )
+        raise RuntimeError(f"idempotency key {task.idempotency_key!r} is contended; send again")
+
+    def claim_capped(
+        self,
+        *,
+        worker_id: str,
+        queues: Sequence[str] | None,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        queue_caps: Mapping[str, int],
+        cluster_cap: int | None,
+        rate_limits: Mapping[str, RateLimit],
+    ) -> list[ClaimedTask]:
+        """`claim()` under cluster-wide limits: at most `queue_caps[q]` tasks of queue q held at once
+        (0 pauses it), at most `cluster_cap` in all, and at most `count` starts of a rate-limited
+        task per period. Claimers take turns (one lock), count what is held, then claim within it."""
+        at = self.db_datetime(now)
+        with self.write_transaction() as cursor:
+            self.lock_capped_claims(cursor)
+            room = limit
+            if cluster_cap is not None:
+                cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE status IN ('CLAIMED', 'RUNNING')")
+                room = min(room, cluster_cap - cursor.fetchone()[0])
+            queue_room: dict[str, int] = {}
+            if queue_caps:
+                cursor.execute(
+                    f"SELECT queue_name, count(*) FROM {TASK_TABLE} WHERE status IN ('CLAIMED', 'RUNNING') "
+                    f"AND queue_name IN ({', '.join(['%s'] * len(queue_caps))}) GROUP BY queue_name",
+                    list(queue_caps),
+                )
+                held = dict(cursor.fetchall())
+                queue_room = {name: cap - held.get(name, 0) for name, cap in queue_caps.items()}
+            name_room: dict[str, int] = {}
+            for name, rate in rate_limits.items():
+                since = self.db_datetime(now - timedelta(seconds=rate.period_s))
+                cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE name = %s AND started_at > %s", [name, since])
+                name_room[name] = rate.count - cursor.fetchone()[0]
+            if room <= 0:
+                return []
+            conditions = ["status = 'PENDING'", "run_at <= %s", "(good_until IS NULL OR good_until > %s)"]
+            params: list[Any] = [at, at]
+            if queues:
+                conditions.append(f"queue_name IN ({', '.join(['%s'] * len(queues))})")
+                params += list(queues)
+            for column, full in (
+                ("queue_name", [q for q, free in queue_room.items() if free <= 0]),
+                ("name", [n for n, free in name_room.items() if free <= 0]),
+            ):
+                if full:
+                    conditions.append(f"{column} NOT IN ({', '.join(['%s'] * len(full))})")
+                    params += full
+            # Look a little past `room`: rows of queues or tasks with less room than that are skipped.
+            cursor.execute(
+                f"SELECT id, queue_name, name FROM {TASK_TABLE} WHERE {' AND '.join(conditions)} "
+                "ORDER BY priority, run_at LIMIT %s",
+                [*params, room * 4 + 16],
+            )
+            chosen: list[Any] = []
+            for task_id, queue_name, name in cursor.fetchall():
+                if queue_room.get(queue_name, 1) <= 0 or name_room.get(name, 1) <= 0:
+                    continue
+                chosen.append(task_id)
+                if queue_name in queue_room:
+                    queue_room[queue_name] -= 1
+                if name in name_room:
+                    name_room[name] -= 1
+                if len(chosen) == room:
+                    break
+            if not chosen:
+                return []
+            cursor.execute(
+                f"UPDATE {TASK_TABLE} SET status = 'RUNNING', claim_token = claim_token + 1, attempt = attempt + 1, "
+                "worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(chosen))}) AND status = 'PENDING' "
+                + self.claim_returning.format(t=""),
+                [worker_id, at, at, self.db_datetime(lease_until), *chosen],
+            )
+            return self._claimed(cursor.fetchall())
 
     def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[ClaimedTask]:
         claimed = [

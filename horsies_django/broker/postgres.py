@@ -20,6 +20,7 @@ TASK_DONE_CHANNEL = "horsies_task_done"
 # NOTIFY payloads are limited to 8,000 bytes; 36-character ids joined by commas fit 200 at a time.
 IDS_PER_NOTIFY = 200
 LISTEN_SLICE_S = 0.25
+CAPPED_CLAIM_LOCK = 0x686F7273_6361  # "hors" "ca": an arbitrary, fixed advisory lock key
 
 logger = logging.getLogger("horsies_django")
 
@@ -59,6 +60,7 @@ class PostgresBroker(Broker):
             [t.run_at for t in tasks],
             [t.enqueued_at for t in tasks],
             [t.good_until for t in tasks],
+            [t.idempotency_key for t in tasks],
         ]
         notify = "" if self.poll_only else ", notified AS (SELECT pg_notify(%s, %s))"
         select = "SELECT (SELECT count(*) FROM ins)" + ("" if self.poll_only else ", (SELECT count(*) FROM notified)")
@@ -68,10 +70,11 @@ class PostgresBroker(Broker):
             WITH ins AS (
                 INSERT INTO {TASK_TABLE} ({TASK_COLUMNS})
                 SELECT v.id, v.name, v.queue_name, v.priority, 'PENDING', v.arguments::jsonb, NULL, NULL, '', '',
-                       0, v.max_retries, 0, v.run_at, v.enqueued_at, v.good_until, 0
+                       0, v.max_retries, 0, v.run_at, v.enqueued_at, v.good_until, 0, v.idempotency_key
                   FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::int[], %s::text[], %s::int[],
-                              %s::timestamptz[], %s::timestamptz[], %s::timestamptz[])
-                       AS v(id, name, queue_name, priority, arguments, max_retries, run_at, enqueued_at, good_until)
+                              %s::timestamptz[], %s::timestamptz[], %s::timestamptz[], %s::text[])
+                       AS v(id, name, queue_name, priority, arguments, max_retries, run_at, enqueued_at, good_until,
+                            idempotency_key)
                 RETURNING 1
             ){notify}
             {select}
@@ -129,6 +132,14 @@ class PostgresBroker(Broker):
                     cursor.execute(f"UNLISTEN {TASK_DONE_CHANNEL}")
             except Exception:  # the connection broke; it is closed and will not be reused listening
                 logger.debug("UNLISTEN failed", exc_info=True)
+
+    def announce_new_work(self, cursor: Any, queue_names: set[str]) -> None:
+        if not self.poll_only:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NEW_TASK_CHANNEL, ",".join(sorted(queue_names))])
+
+    def lock_capped_claims(self, cursor: Any) -> None:
+        # Held to the end of the claim's transaction: capped claims take turns across all hosts.
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CAPPED_CLAIM_LOCK])
 
     def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
         if self.poll_only or not task_ids:

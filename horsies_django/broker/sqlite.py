@@ -21,10 +21,11 @@ class SqliteBroker(Broker):
         return value.hex  # Django stores UUIDField as 32 hex digits on SQLite.
 
     def py_datetime(self, value: Any) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
-        parsed = parse_datetime(value)  # Django stores UTC text on SQLite
-        return None if parsed is None else parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        # Django's SQLite converters hand back naive datetimes (or text, in some paths), in UTC.
+        parsed = parse_datetime(value) if isinstance(value, str) else value
+        if parsed is None or parsed.tzinfo is not None:
+            return parsed
+        return parsed.replace(tzinfo=UTC)
 
     @contextmanager
     def write_transaction(self) -> Iterator[CursorWrapper]:

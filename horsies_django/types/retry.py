@@ -108,3 +108,27 @@ class RetryPolicy:
         if self.max_delay_seconds is not None:
             delay = min(delay, self.max_delay_seconds)
         return delay
+
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(s|m|h)\s*$")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` starts of a task per `period_s` seconds, across all workers."""
+
+    count: int
+    period_s: float
+
+    @classmethod
+    def parse(cls, spec: str) -> RateLimit:
+        """Read "100/m", "10/s", "500/h" or "3/2s" (3 per 2 seconds)."""
+        match = _RATE.match(spec) if isinstance(spec, str) else None
+        if not match:
+            raise ValueError(f"rate_limit must look like '100/m', '10/s', '500/h' or '3/2s', got {spec!r}")
+        count, multiple, unit = match.groups()
+        period = float(multiple or 1) * _UNIT_S[unit]
+        if int(count) < 1 or period <= 0:
+            raise ValueError(f"rate_limit needs a positive count and period, got {spec!r}")
+        return cls(count=int(count), period_s=period)

@@ -145,6 +145,11 @@ class Worker:
         self._db_failures = 0
         self._db_retry_at = 0.0
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        self._rate_limits = {
+            name: task.rate_limit
+            for name in self.app.list_tasks()
+            if (task := self.app.get_task(name)) is not None and task.rate_limit is not None
+        }
 
     def stop(self) -> None:
         """Stop claiming; `run()` returns once the tasks in hand have finished (or were released)."""
@@ -236,14 +241,24 @@ class Worker:
         if self.stopping or free <= 0 or not self._database_ready():
             return None
         now = timezone.now()
+        lease_until = now + timedelta(seconds=self.lease_s)
         try:
-            claimed = self._broker.claim(
-                worker_id=self.worker_id,
-                queues=self.queues,
-                limit=free,
-                now=now,
-                lease_until=now + timedelta(seconds=self.lease_s),
-            )
+            if self._limits_apply():
+                settings = get_settings()
+                claimed = self._broker.claim_capped(
+                    worker_id=self.worker_id,
+                    queues=self.queues,
+                    limit=free,
+                    now=now,
+                    lease_until=lease_until,
+                    queue_caps=settings.queue_caps(),
+                    cluster_cap=settings.cluster_max_concurrency,
+                    rate_limits=self._rate_limits,
+                )
+            else:
+                claimed = self._broker.claim(
+                    worker_id=self.worker_id, queues=self.queues, limit=free, now=now, lease_until=lease_until
+                )
         except Exception as exc:
             self._database_error("claim", exc)
             return None
@@ -260,6 +275,10 @@ class Worker:
             self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms, deadline=deadline)
             pool.submit(task)
         return len(claimed)
+
+    def _limits_apply(self) -> bool:
+        settings = get_settings()
+        return bool(settings.queue_caps() or settings.cluster_max_concurrency is not None or self._rate_limits)
 
     def _collect(self, completions: Sequence[tuple[str, Outcome | None]]) -> None:
         finished_at = timezone.now()

@@ -338,7 +338,8 @@ def test_dashboard_numbers_chart_errors_and_workers(operator: Client) -> None:
     assert counts_in(operator.get(reverse(FRAGMENT)).content.decode())[("default", "PENDING")] == 2
 
 
-def test_snapshot_numbers() -> None:
+def test_snapshot_numbers(settings: Any) -> None:
+    settings.HORSIES = {**settings.HORSIES, "QUEUES": {"default": {}, "standard": {"priority": 50}}}
     failed_task()
     add.send(1)
     add.schedule(600, 2)

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
@@ -323,3 +324,14 @@ def with_worker(wait: Callable[[], Any]) -> None:
 
     with ThreadWorker(burst=False):
         wait()
+
+
+def test_no_retry_is_scheduled_past_good_until() -> None:
+    from datetime import datetime
+
+    good_until = datetime.now(UTC) + timedelta(milliseconds=500)
+    handle = flaky.with_options(good_until=good_until).send("deadline", fail_times=99).unwrap()
+    with_worker(lambda: handle.get(timeout_ms=20000))
+    row = Task.objects.get(pk=handle.task_id)
+    assert (row.status, row.error_code) == ("FAILED", "FLAKY")  # failed, not left pending to expire
+    assert row.attempt in (1, 2)  # the 0.3 s retry fits before the deadline only if the first run was quick

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -14,6 +15,13 @@ from horsies_django.management.commands import horsies_status
 from horsies_django.models import WorkerProcess
 from horsies_django.worker import Worker
 from tests.taskapp.tasks import add, boom
+
+
+@pytest.fixture(autouse=True)
+def two_queues(settings: Any) -> None:
+    """The reports below list the configured queues; keep them to the two the tests use."""
+    settings.HORSIES = {**settings.HORSIES, "QUEUES": {"default": {}, "standard": {"priority": 50}}}
+
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

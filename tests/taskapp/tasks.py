@@ -137,6 +137,17 @@ def divide(a: int, b: int) -> TaskResult[float, TaskError]:
     return TaskResult(ok=a / b)
 
 
+@app.task("tests.limited", rate_limit="3/2s")
+def limited(n: int) -> TaskResult[int, TaskError]:
+    return TaskResult(ok=n)
+
+
+@app.task("tests.bulk_sleep", queue_name="bulk")
+def bulk_sleep(ms: int) -> TaskResult[int, TaskError]:
+    time.sleep(ms / 1000)
+    return TaskResult(ok=ms)
+
+
 @app.task("tests.whoami")
 def whoami() -> TaskResult[dict[str, Any], TaskError]:
     context = current_task()
