@@ -51,6 +51,13 @@ HORSIES, DTDB, PROCRASTINATE = "horsies", "django-tasks-db", "procrastinate"
 LIBRARIES = (HORSIES, DTDB, PROCRASTINATE)
 PACKAGES = {HORSIES: "horsies-django", DTDB: "django-tasks-db", PROCRASTINATE: "procrastinate"}
 RESULT_MARK = "BENCH-RESULT "
+SERVER_GONE = (
+    "terminating connection due to administrator command",
+    "the database system is shutting down",
+    "the database system is starting up",
+    "server closed the connection unexpectedly",
+    "connection refused",
+)
 
 
 # -- the libraries, behind one small interface ----------------------------------------------------
@@ -821,9 +828,14 @@ def main() -> int:
             return
         began = time.monotonic()
         result = run_child(library, measure, urls[library], timeout, **params)
+        if "error" in result and any(marker in result["error"] for marker in SERVER_GONE):
+            # Another process on a shared machine restarted the database server: not a result.
+            print(f"  {measure} {variant} {library}: the database server went away; running it again", flush=True)
+            time.sleep(5)
+            result = run_child(library, measure, urls[library], timeout, **params)
         results.setdefault((measure, variant), {})[library] = result
         label = f"{measure}{' ' + variant if variant else ''}"
-        print(f"  {label:22} {library:16} {describe(measure, variant, result)}  [{time.monotonic() - began:.0f}s]")
+        print(f"  {label:28} {library:16} {describe(measure, variant, result)}  [{time.monotonic() - began:.0f}s]")
         if "error" in result:
             print("    " + result["error"].replace("\n", "\n    "))
         sys.stdout.flush()
