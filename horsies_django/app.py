@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from .conf import DEFAULT_QUEUE, get_settings
+from .conf import DEFAULT_QUEUE, SettingsError, get_settings
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import (
     BUILTIN_CODES,
@@ -36,6 +36,8 @@ logger = logging.getLogger("horsies_django")
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+MAX_DELAY_S = 10 * 365 * 86_400
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"})
 
@@ -106,11 +108,12 @@ def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = Fals
 class TaskHandle(Generic[T]):
     """A sent task: `get()` waits for its `TaskResult`; `info()` reads its row."""
 
-    __slots__ = ("task_id", "_task")
+    __slots__ = ("task_id", "_task", "_app")
 
-    def __init__(self, task_id: str, task: TaskFunction[Any, T] | None = None) -> None:
+    def __init__(self, task_id: str, task: TaskFunction[Any, T] | None = None, *, app: Horsies | None = None) -> None:
         self.task_id = task_id
         self._task = task
+        self._app = app  # a rebuilt handle finds its task's types on first read
 
     def __repr__(self) -> str:
         return f"TaskHandle(task_id={self.task_id!r})"
@@ -139,6 +142,12 @@ class TaskHandle(Generic[T]):
                 RetrievalCode.RESULT_NOT_AVAILABLE, f"task {self.task_id} ended {outcome.status} with no result"
             )
         task = self._task
+        if task is None and self._app is not None:
+            try:
+                name = _broker_name_lookup(self.task_id)
+            except Exception as exc:
+                return _broker_error(self.task_id, exc)
+            task = self._task = self._app.get_task(name) if name else None
         try:
             return decode_result(outcome.result, task.signature.ok_adapter if task else None)
         except CodecError as exc:
@@ -268,7 +277,11 @@ def cancel_tasks(task_ids: list[str]) -> list[str]:
 
     ids = [u for u in (_parse_task_id(t) for t in task_ids) if u is not None]
     error = TaskError(error_code=OutcomeCode.TASK_CANCELLED, message="cancelled")
-    return _broker().cancel(ids, now=timezone.now(), result={"err": encode_error(error)}, message="cancelled")
+    try:
+        return _broker().cancel(ids, now=timezone.now(), result={"err": encode_error(error)}, message="cancelled")
+    except Exception as exc:  # Like get(): report, do not raise; nothing was cancelled.
+        logger.warning("cancel failed task_ids=%s: %s", task_ids, exc)
+        return []
 
 
 def _broker_error(task_id: str, exc: Exception) -> TaskResult[Any, TaskError]:
@@ -377,7 +390,10 @@ class TaskFunction(Generic[P, T]):
         from .broker import NewTask
         from .models import MAX_PRIORITY, MIN_PRIORITY
 
-        settings = get_settings()
+        try:
+            settings = get_settings()
+        except SettingsError as exc:  # `manage.py check` reports it too, unless checks were skipped
+            return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"HORSIES setting: {exc} ({exc.hint})")
         try:
             arguments_json = self.signature.encode_arguments_json(args, kwargs)
         except CodecError as exc:
@@ -515,10 +531,15 @@ class TaskFunction(Generic[P, T]):
 
     def schedule(self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Queue the task to run no earlier than `delay_seconds` from now."""
-        if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)) or not delay_seconds >= 0:
+        if (
+            isinstance(delay_seconds, bool)
+            or not isinstance(delay_seconds, (int, float))
+            or not 0 <= delay_seconds <= MAX_DELAY_S
+        ):
             return _send_error(
                 TaskSendErrorCode.VALIDATION_FAILED,
-                f"task {self.name!r}: delay_seconds must be a number >= 0, got {delay_seconds!r}",
+                f"task {self.name!r}: delay_seconds must be a number from 0 to {MAX_DELAY_S} (ten years), "
+                f"got {delay_seconds!r}",
             )
         if _in_event_loop():
             return _send_error(
@@ -667,13 +688,9 @@ class Horsies:
 
     def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
         """A handle for a task sent elsewhere (another request, another process)."""
-        task_id = str(task_id)
-        name = None
-        try:
-            name = _broker_name_lookup(task_id)
-        except Exception as exc:  # get() and info() report the database error themselves.
-            logger.warning("task lookup failed task_id=%s: %s", task_id, exc)
-        return TaskHandle(task_id, self._tasks.get(name) if name else None)
+        # No database access here, so this works inside an event loop too; the handle looks its
+        # task up when it first reads the result.
+        return TaskHandle(str(task_id), None, app=self)
 
 
 def _check_task_options(

@@ -14,7 +14,9 @@ class HorsiesConfig(AppConfig):
         from django.utils.module_loading import autodiscover_modules
 
         from .checks import check_settings
+        from .scheduler import check_schedules
 
         checks.register(check_settings, checks.Tags.compatibility)
+        checks.register(check_schedules, checks.Tags.compatibility)
         # Like admin.py: every installed app's tasks.py registers its tasks with the app.
         autodiscover_modules("tasks")

@@ -14,6 +14,7 @@ from django.utils.module_loading import import_string
 
 DEFAULT_QUEUE = "default"
 DEFAULT_PRIORITY = 100
+MAX_QUEUE_PRIORITY = 1000  # the Task.priority check constraint's upper bound
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,30 @@ def parse(raw: Any) -> HorsiesSettings:
                 f"HORSIES{where} must map a non-empty queue name to a dict of options",
                 "Use {'queue-name': {'priority': 1}}.",
             )
+        unknown_options = set(options) - {"priority", "max_concurrency"}
+        if unknown_options:
+            raise SettingsError(
+                "horsies_django.E002",
+                f"HORSIES{where} has unknown key(s) {sorted(unknown_options)}",
+                "Queue options are 'priority' (1 runs first) and 'max_concurrency' (0 pauses the queue).",
+            )
+        priority = options.get("priority", DEFAULT_PRIORITY)
+        if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= MAX_QUEUE_PRIORITY:
+            raise SettingsError(
+                "horsies_django.E003",
+                f"HORSIES{where}['priority'] must be a whole number from 1 to {MAX_QUEUE_PRIORITY}, got {priority!r}",
+                "1 runs first; the default is 100.",
+            )
         cap = options.get("max_concurrency")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+            raise SettingsError(
+                "horsies_django.E003",
+                f"HORSIES{where}['max_concurrency'] must be a whole number >= 0 or None, got {cap!r}",
+                "0 pauses the queue; None (the default) leaves it uncapped.",
+            )
         queues[name] = QueueSettings(
-            priority=int(_number(options, "priority", DEFAULT_PRIORITY, minimum=1, where=where)),
-            max_concurrency=None
-            if cap is None
-            else int(_number(options, "max_concurrency", 0, minimum=0, where=where)),
+            priority=priority,
+            max_concurrency=cap,
         )
     worker_raw = raw.get("WORKER", {})
     if not isinstance(worker_raw, dict):

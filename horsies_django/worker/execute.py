@@ -101,7 +101,9 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
         returned = task.fn(**arguments)
         if inspect.iscoroutine(returned):
             returned = asyncio.run(returned)
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit too: a task must not end the worker it runs in
         logger.info("task raised id=%s name=%s: %r", claimed.id, claimed.name, exc)
         return failure(
             task.code_for_exception(exc),

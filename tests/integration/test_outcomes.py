@@ -174,3 +174,28 @@ def test_a_running_task_knows_its_id_attempt_and_claim_token() -> None:
     handle = whoami.send().unwrap()
     run_all()
     assert handle.get(timeout_ms=100).unwrap() == {"id": handle.task_id, "attempt": 1, "token": 1}
+
+
+def test_a_task_calling_sys_exit_fails_instead_of_stopping_the_worker() -> None:
+    from tests.taskapp.tasks import exits
+
+    handle = exits.send().unwrap()
+    after = add.send(1).unwrap()
+    run_all()
+    error = handle.get(timeout_ms=100).unwrap_err()
+    assert error.error_code == OperationalErrorCode.UNHANDLED_EXCEPTION
+    assert "SystemExit" in (error.message or "")
+    assert after.get(timeout_ms=100).unwrap() == 1
+
+
+def test_a_handle_rebuilt_inside_an_event_loop_keeps_its_types() -> None:
+    from asgiref.sync import async_to_sync
+
+    invoice = Invoice(uuid.uuid4(), date(2026, 1, 1), datetime(2026, 1, 2, tzinfo=UTC), Decimal("1"), [])
+    task_id = echo_invoice.send(invoice, 0).unwrap().task_id
+    run_all()
+
+    async def in_a_view() -> Any:
+        return await app.get_handle(task_id).get_async(timeout_ms=1000)
+
+    assert isinstance(async_to_sync(in_a_view)().unwrap(), Invoice)

@@ -159,3 +159,18 @@ def test_good_until_in_the_past_expires_without_running() -> None:
     result = handle.get(timeout_ms=1000)
     assert result.err.error_code == "TASK_EXPIRED"
     assert Task.objects.get(pk=handle.task_id).status == "EXPIRED"
+
+
+@pytest.mark.parametrize("delay", [1e20, float("inf"), float("nan")])
+def test_absurd_delays_are_refused(delay: float) -> None:
+    result = add.schedule(delay, 1)
+    assert result.err_value.code == TaskSendErrorCode.VALIDATION_FAILED
+    assert Task.objects.count() == 0
+
+
+def test_a_bad_setting_makes_send_an_error_not_an_exception(settings: Any) -> None:
+    settings.HORSIES = {"WORKER": {"lease_s": 1, "heartbeat_s": 1}}
+    result = add.send(1)
+    assert result.err_value.code == TaskSendErrorCode.VALIDATION_FAILED
+    assert "lease_s" in result.err_value.message
+    assert Task.objects.count() == 0

@@ -148,6 +148,13 @@ def bulk_sleep(ms: int) -> TaskResult[int, TaskError]:
     return TaskResult(ok=ms)
 
 
+@app.task("tests.exits")
+def exits() -> TaskResult[int, TaskError]:
+    import sys
+
+    sys.exit(3)
+
+
 @app.task("tests.whoami")
 def whoami() -> TaskResult[dict[str, Any], TaskError]:
     context = current_task()
