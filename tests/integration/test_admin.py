@@ -303,8 +303,10 @@ def counts_in(html: str) -> dict[tuple[str, str], int]:
     return found
 
 
-def test_dashboard_numbers_chart_errors_and_workers(operator: Client) -> None:
+def test_dashboard_numbers_chart_errors_and_workers(operator: Client, settings: Any) -> None:
     failed_task()
+    # "Alive" is a heartbeat within two intervals; 0.25 s (the test setting) is too short to render in.
+    settings.HORSIES = {**settings.HORSIES, "WORKER": {"heartbeat_s": 30, "lease_s": 60}}
     failed_task()
     add.send(1)
     add.with_options(queue_name="standard").send(2)
@@ -368,7 +370,10 @@ def test_chart_scale() -> None:
     assert drawn["bars"][1]["ok_h"] == 0 and [g["label"] for g in drawn["grid"]] == [0, 2, 4]
 
 
-def test_workers_page(operator: Client, login: Callable[..., Client]) -> None:
+def test_workers_page(operator: Client, login: Callable[..., Client], settings: Any) -> None:
+    # "Alive" means a heartbeat within two heartbeat intervals; the test settings' 0.25 s is too
+    # short for a loaded machine to render the page in.
+    settings.HORSIES = {**settings.HORSIES, "WORKER": {"heartbeat_s": 30, "lease_s": 60}}
     now = timezone.now()
     WorkerProcess.objects.create(
         id="host-a:1:aaaaaa",
