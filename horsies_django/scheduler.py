@@ -195,7 +195,7 @@ def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, 
     schedule = PeriodicSchedule(
         name=name,
         task=task,
-        spec=spec,
+        spec=spec[:MAX_LENGTH],
         cron=cron,
         every=period,
         tz=tz,
@@ -393,9 +393,9 @@ def _sync(schedules: Mapping[str, PeriodicSchedule], now: datetime, database: st
         this = manager.filter(name=name)
         if schedule is None:
             changed |= row.next_run_at is not None and bool(this.update(next_run_at=None, updated_at=now))
-        elif row.spec != schedule.spec[:MAX_LENGTH]:
+        elif row.spec != schedule.spec:
             this.filter(spec=row.spec).update(
-                spec=schedule.spec[:MAX_LENGTH],
+                spec=schedule.spec,
                 task_name=schedule.task.name,
                 next_run_at=schedule.next_after(now),
                 updated_at=now,
@@ -474,7 +474,8 @@ def _send_slot(
             # and on PostgreSQL a second worker's update waits for this one, then matches no row.
             this = _rows(database, schedule.name, *previous)
             if not this.update(last_slot_at=slot, last_run_at=now, next_run_at=following, updated_at=now):
-                return False  # another worker sent it, or the schedule was paused or changed
+                logger.debug("schedule name=%s slot=%s: taken by another worker, or paused", schedule.name, slot)
+                return False
             match schedule.task.send(*args, **kwargs):
                 case Ok(handle):
                     task_id = handle.task_id
@@ -506,13 +507,13 @@ def pause(names: Iterable[str]) -> list[str]:
     return [name for name in names if manager.filter(name=name, paused=False).update(paused=True, updated_at=now)]
 
 
-def resume(names: Iterable[str], *, app: Horsies | None = None) -> list[str]:
+def resume(names: Iterable[str], *, now: datetime | None = None, app: Horsies | None = None) -> list[str]:
     """Resume these schedules; return the names that were paused. The slots missed while paused are
-    skipped, whatever the catch-up mode: the schedule goes on from its next slot."""
+    skipped, whatever the catch-up mode: the schedule goes on from its next slot after `now`."""
     from .models import Schedule
 
     manager = Schedule.objects.using(get_settings().database)
-    now = timezone.now()
+    now = now or timezone.now()
     schedules = declared_schedules(app, now)[0]
     resumed = []
     for name in names:

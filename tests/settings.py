@@ -22,3 +22,6 @@ HORSIES = {
         "max_crash_reruns": 2,
     },
 }
+
+# Schedules for worker subprocesses, as JSON (tests/integration/test_schedules.py sets it; others leave it empty).
+HORSIES["SCHEDULES"] = env.json("HORSIES_TEST_SCHEDULES", default={})  # noqa: F405

@@ -4,7 +4,8 @@ Found by Django's admin autodiscovery; importing the modules registers their `Mo
 """
 
 from .attempts import TaskAttemptInline
+from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
 from .workers import WorkerProcessAdmin
 
-__all__ = ["TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]
+__all__ = ["ScheduleAdmin", "TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]

@@ -13,7 +13,6 @@ from django.db.models import BooleanField, Case, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -44,8 +43,7 @@ class Toggle:
 TOGGLES = {
     "pause_schedules": Toggle(
         title="Pause schedules",
-        explanation="A paused schedule sends nothing until it is resumed. Tasks it has already sent are not "
-        "affected.",
+        explanation="A paused schedule sends nothing until it is resumed. Tasks it has already sent are not affected.",
         button="Yes, pause",
         done="paused",
         paused=False,
@@ -58,7 +56,7 @@ TOGGLES = {
         button="Yes, resume",
         done="resumed",
         paused=True,
-        apply=lambda names: scheduler.resume(names),
+        apply=scheduler.resume,
     ),
 }
 
@@ -95,8 +93,12 @@ class ScheduleAdmin(ReadOnly, ScheduleAdminBase):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         # Declared means in this process's settings or @app.periodic, and valid: what the workers run.
         names = list(scheduler.declared_schedules()[0])
-        declared = Case(When(name__in=names, then=Value(True)), default=Value(False)) if names else Value(False)
-        return super().get_queryset(request).annotate(declared=declared, output_field=BooleanField())
+        declared = (
+            Case(When(name__in=names, then=Value(True)), default=Value(False), output_field=BooleanField())
+            if names
+            else Value(False, output_field=BooleanField())
+        )
+        return super().get_queryset(request).annotate(declared=declared)
 
     def _state(self, obj: Schedule) -> str:
         if not getattr(obj, "declared", False):
@@ -177,7 +179,6 @@ class ScheduleAdmin(ReadOnly, ScheduleAdminBase):
             "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
             "select_across": request.POST.get("select_across") == "1",
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "now": timezone.now(),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "horsies_django/admin/confirm_schedules.html", context)

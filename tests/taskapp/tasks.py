@@ -169,3 +169,9 @@ elsewhere = Horsies()
 @elsewhere.task("tests.known_nowhere")
 def known_nowhere() -> TaskResult[int, TaskError]:
     return TaskResult(ok=1)
+
+
+@app.task("tests.scheduled_probe")
+def scheduled_probe(scheduled_at: datetime, label: str = "") -> TaskResult[str, TaskError]:
+    """Sent by the schedules in tests/integration/test_schedules.py; the scheduler fills `scheduled_at`."""
+    return TaskResult(ok=f"{label} {scheduled_at.isoformat()}")
