@@ -661,6 +661,14 @@ class Horsies:
                     f"@app.periodic goes above @app.task: it needs a registered task, got {task!r}"
                 )
             schedule_name = name or task.name
+            if schedule_name in self._periodic:
+                raise TaskDefinitionError(
+                    f"@app.periodic: a schedule named {schedule_name!r} exists already; pass name=... to add another"
+                )
+            if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+                raise TaskDefinitionError(
+                    f"@app.periodic {schedule_name!r}: args must be a list or tuple, got {args!r}"
+                )
             spec: dict[str, Any] = {"task": task.name, "args": list(args), "kwargs": dict(kwargs or {})}
             spec.update({"timezone": timezone, "catch_up": catch_up})
             if cron is not None:

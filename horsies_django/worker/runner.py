@@ -465,7 +465,7 @@ class Worker:
                 message=crashed.message or "",
             )
             if self.run_scheduler:
-                run_due_schedules(now)
+                run_due_schedules(now, app=self.app)
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_S
                 prune_finished(self._broker, now=now, limit=PRUNE_BATCH)
