@@ -317,40 +317,17 @@ class Worker:
             pool.stop(task_id)
             del self._running[task_id]
             logger.warning("task released id=%s: the worker is stopping", task_id)
-            self._unsaved.append(
-                Finish(
-                    task_id=task_id,
-                    claim_token=running.task.claim_token,
-                    attempt=running.task.attempt,
-                    status="PENDING",
-                    result_json=None,
-                    error_code=None,
-                    error_message="",
-                    error_traceback="",
-                    worker_id=self.worker_id,
-                    started_at=running.started_at,
-                    finished_at=timezone.now(),
-                    attempt_outcome=None,
-                    run_at=timezone.now(),
-                    release=True,
-                )
-            )
+            now = timezone.now()
+            self._unsaved.append(self._finish(running, "PENDING", now, attempt_outcome=None, run_at=now, release=True))
 
     def _crashed(self, running: _Running, finished_at: datetime) -> Finish:
-        task = running.task
-        if task.crash_reruns < self.max_crash_reruns:
-            return Finish(
-                task_id=task.id,
-                claim_token=task.claim_token,
-                attempt=task.attempt,
-                status="PENDING",
-                result_json=None,
+        if running.task.crash_reruns < self.max_crash_reruns:
+            return self._finish(
+                running,
+                "PENDING",
+                finished_at,
                 error_code=OperationalErrorCode.WORKER_CRASHED.value,
                 error_message="the process running it died",
-                error_traceback="",
-                worker_id=self.worker_id,
-                started_at=running.started_at,
-                finished_at=finished_at,
                 attempt_outcome="WORKER_LOST",
                 run_at=finished_at,
                 crash=True,
@@ -361,28 +338,52 @@ class Worker:
         return self._finish_for(running, outcome, finished_at)
 
     def _finish_for(self, running: _Running, outcome: Outcome, finished_at: datetime) -> Finish:
+        """The finish for a run that produced an outcome: ended, or back to PENDING for a retry."""
+        retry_at = None if outcome.ok else self._retry_at(running.task, outcome.error_code, finished_at)
+        return self._finish(
+            running,
+            "COMPLETED" if outcome.ok else "FAILED" if retry_at is None else "PENDING",
+            finished_at,
+            result_json=outcome.result_json if retry_at is None else None,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            error_traceback=outcome.error_traceback,
+            attempt_outcome="COMPLETED" if outcome.ok else "FAILED",
+            run_at=retry_at,
+        )
+
+    def _finish(
+        self,
+        running: _Running,
+        status: str,
+        finished_at: datetime,
+        *,
+        attempt_outcome: str | None,
+        result_json: str | None = None,
+        error_code: str | None = None,
+        error_message: str = "",
+        error_traceback: str = "",
+        run_at: datetime | None = None,
+        release: bool = False,
+        crash: bool = False,
+    ) -> Finish:
         task = running.task
-        status = "COMPLETED" if outcome.ok else "FAILED"
-        run_at = None
-        result_json: str | None = outcome.result_json
-        if not outcome.ok:
-            retry_at = self._retry_at(task, outcome.error_code, finished_at)
-            if retry_at is not None:
-                status, run_at, result_json = "PENDING", retry_at, None
         return Finish(
             task_id=task.id,
             claim_token=task.claim_token,
             attempt=task.attempt,
             status=status,
             result_json=result_json,
-            error_code=outcome.error_code,
-            error_message=outcome.error_message,
-            error_traceback=outcome.error_traceback,
+            error_code=error_code,
+            error_message=error_message,
+            error_traceback=error_traceback,
             worker_id=self.worker_id,
             started_at=running.started_at,
             finished_at=finished_at,
-            attempt_outcome="COMPLETED" if outcome.ok else "FAILED",
+            attempt_outcome=attempt_outcome,
             run_at=run_at,
+            release=release,
+            crash=crash,
         )
 
     def _retry_at(self, task: ClaimedTask, error_code: str | None, now: datetime) -> datetime | None:
