@@ -71,7 +71,9 @@ class Task(models.Model):
                 name="horsies_task_lease_idx",
                 condition=Q(status__in=["CLAIMED", "RUNNING"]),
             ),
+            # The admin: the status filter and dashboard counts; the queue filter's choices.
             models.Index(fields=["status", "queue_name"], name="horsies_task_status_idx"),
+            models.Index(fields=["queue_name", "status"], name="horsies_task_queue_idx"),
             # Pruning finished rows and the dashboard's per-minute chart read by finish time.
             models.Index(fields=["finished_at"], name="horsies_task_finished_idx"),
         ]
