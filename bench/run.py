@@ -648,6 +648,20 @@ def unavailable(library: str, db: str) -> str | None:
     return None
 
 
+def _git_revision() -> str:
+    """The commit measured, and whether the library's code differs from it."""
+    try:
+        commit = subprocess.run(
+            ["git", "log", "-1", "--format=%h %ci"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "horsies_django"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return f"commit {commit}" + (" with uncommitted changes in horsies_django/" if changed else "")
+
+
 def run_child(library: str, measure: str, url: str, timeout: float, **params: Any) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -819,6 +833,7 @@ def main() -> int:
     started_at = dt.datetime.now(dt.UTC)
     print(f"horsies_django benchmark on {options.db}, {started_at:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} CPUs")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"horsies_django at {_git_revision()}")
     print(f"load average before the run: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
     for library in libraries:
         try:
@@ -861,7 +876,8 @@ def main() -> int:
             tasks = options.send_tasks if measure == "send" else options.bulk_tasks
             for round_ in range(options.repeat):
                 for library in libraries[round_ % len(libraries) :] + libraries[: round_ % len(libraries)]:
-                    run(measure, "", library, 600, tasks=tasks)
+                    if "na" not in results.get((measure, ""), {}).get(library, {}):
+                        run(measure, "", library, 600, tasks=tasks)
         elif measure == "latency":
             latency = {"samples": options.latency_samples, "budget_s": options.latency_budget, "seed": options.seed}
             for library in libraries:
