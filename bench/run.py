@@ -743,7 +743,8 @@ def number(result: dict[str, Any] | None, path: tuple[str, ...]) -> float | None
 def ratio(horsies: float | None, peer: float | None) -> str:
     if horsies is None or peer is None or peer == 0:
         return "n/a"
-    return f"{horsies / peer:.2f}x"
+    value = horsies / peer
+    return f"{value:.3f}x" if value < 0.1 else f"{value:.2f}x"
 
 
 def main() -> int:
