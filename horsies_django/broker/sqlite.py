@@ -79,13 +79,15 @@ class SqliteBroker(Broker):
             UPDATE {TASK_TABLE}
                SET status = 'RUNNING', claim_token = claim_token + 1, attempt = attempt + 1,
                    worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s
-             WHERE id IN (SELECT id FROM {TASK_TABLE}
+             WHERE id IN (SELECT id FROM {TASK_TABLE} INDEXED BY horsies_task_ready_idx
                            WHERE status = 'PENDING' AND run_at <= %s
                              AND (good_until IS NULL OR good_until > %s) {queue_filter}
                            ORDER BY priority, run_at
                            LIMIT %s)
             {self.claim_returning.format(t="")}
         """
+        # INDEXED BY: without statistics SQLite picked the status index and sorted every pending
+        # row on each claim (5 ms at 20,000 pending, against 0.04 ms through the ready index).
         with self.write_transaction() as cursor:
             cursor.execute(sql, params)
             return self._claimed(cursor.fetchall())
