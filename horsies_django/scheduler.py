@@ -8,6 +8,7 @@ that fails rolls the move back, so the slot stays due. See docs/schedules.md.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from collections.abc import Iterable, Mapping
@@ -457,6 +458,11 @@ def _rows(database: str, name: str, last_slot_at: datetime | None, next_run_at: 
     )
 
 
+def _slot_key(name: str, slot: datetime) -> str:
+    key = f"schedule:{name}:{slot.astimezone(UTC).isoformat()}"
+    return key if len(key) <= 255 else f"schedule:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
 def _send_slot(
     schedule: PeriodicSchedule,
     slot: datetime,
@@ -476,7 +482,9 @@ def _send_slot(
             if not this.update(last_slot_at=slot, last_run_at=now, next_run_at=following, updated_at=now):
                 logger.debug("schedule name=%s slot=%s: taken by another worker, or paused", schedule.name, slot)
                 return False
-            match schedule.task.send(*args, **kwargs):
+            # The key is a unique row per schedule and slot in the task table: a backstop, in the
+            # database's own constraint, behind the compare-and-set above.
+            match schedule.task.with_options(idempotency_key=_slot_key(schedule.name, slot)).send(*args, **kwargs):
                 case Ok(handle):
                     task_id = handle.task_id
                 case Err(error):

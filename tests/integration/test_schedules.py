@@ -157,6 +157,18 @@ def test_first_run_starts_from_now_and_each_slot_is_sent_once(settings: Any) -> 
     assert sent.next_run_at == T0 + 10 * MIN
     task = Task.objects.get()
     assert (task.name, task.arguments, task.id) == ("tests.add", {"a": 1, "b": 2}, sent.last_task_id)
+    # A unique row per schedule and slot: the slot's key, under the task table's unique index.
+    assert task.idempotency_key == "schedule:tick:" + (T0 + 5 * MIN).isoformat()
+
+
+def test_a_slot_sent_twice_past_the_compare_and_set_is_still_one_task(settings: Any) -> None:
+    declare(settings, tick={"task": "tests.add", "every": timedelta(minutes=5), "args": [1, 2]})
+    run_due_schedules(T0 + 90 * SEC)
+    assert run_due_schedules(T0 + 5 * MIN + 2 * SEC) == 1
+    # Wind the row back, as a lost race or a restored backup might, and send the slot again.
+    Schedule.objects.filter(name="tick").update(last_slot_at=None, next_run_at=T0 + 5 * MIN)
+    assert run_due_schedules(T0 + 5 * MIN + 3 * SEC) == 1
+    assert Task.objects.count() == 1
 
 
 def test_the_task_is_told_its_slot_unless_the_schedule_sets_it(settings: Any) -> None:
