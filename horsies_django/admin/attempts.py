@@ -31,6 +31,16 @@ class ReadOnly:
         return False
 
 
+class Operated(ReadOnly):
+    """Read-only, but staff with the operate permission may view it and act on it (the actions)."""
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(OPERATE_PERMISSION)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_view_permission(request, obj) or self.has_operate_permission(request)  # type: ignore[misc]
+
+
 class TaskAttemptInline(ReadOnly, AttemptInlineBase):
     model = TaskAttempt
     template = "horsies_django/admin/attempts_inline.html"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -19,7 +19,7 @@ from django.utils.safestring import SafeString
 from .. import scheduler
 from ..models import Schedule
 from . import display
-from .attempts import OPERATE_PERMISSION, ReadOnly
+from .attempts import Operated
 
 if TYPE_CHECKING:
     ScheduleAdminBase = admin.ModelAdmin[Schedule]
@@ -62,7 +62,7 @@ TOGGLES = {
 
 
 @admin.register(Schedule)
-class ScheduleAdmin(ReadOnly, ScheduleAdminBase):
+class ScheduleAdmin(Operated, ScheduleAdminBase):
     list_display = ["name", "task_name", "spec", "state", "last_run", "next_run", "last_task"]
     list_filter = ["paused"]
     search_fields = ["name", "task_name"]
@@ -83,12 +83,6 @@ class ScheduleAdmin(ReadOnly, ScheduleAdminBase):
 
     class Media:
         css = {"all": ["horsies_django/admin.css"]}
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(OPERATE_PERMISSION)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or self.has_operate_permission(request)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
         # Declared means in this process's settings or @app.periodic, and valid: what the workers run.

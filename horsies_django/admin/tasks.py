@@ -17,7 +17,7 @@ from django.utils.safestring import SafeString
 from ..models import Task
 from . import display
 from .actions import operate, operations_for
-from .attempts import OPERATE_PERMISSION, ReadOnly, TaskAttemptInline
+from .attempts import Operated, TaskAttemptInline
 from .changelist import (
     ErrorCodeFilter,
     EstimatedCountPaginator,
@@ -35,7 +35,7 @@ else:  # The admin classes are generic only in the type stubs.
 
 
 @admin.register(Task)
-class TaskAdmin(ReadOnly, TaskAdminBase):
+class TaskAdmin(Operated, TaskAdminBase):
     change_list_template = "horsies_django/admin/task_change_list.html"
     change_form_template = "horsies_django/admin/task_change_form.html"
     list_display = ["task", "queue", "status_badge", "error", "attempts", "enqueued", "started", "finished", "worker"]
@@ -69,14 +69,6 @@ class TaskAdmin(ReadOnly, TaskAdminBase):
 
     class Media:
         css = {"all": ["horsies_django/admin.css"]}
-
-    # -- permissions ----------------------------------------------------------------------
-
-    def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(OPERATE_PERMISSION)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_view_permission(request, obj) or self.has_operate_permission(request)
 
     # -- list -----------------------------------------------------------------------------
 
