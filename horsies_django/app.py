@@ -733,8 +733,12 @@ def _check_queue(name: str, fn: Callable[..., Any], queue_name: str) -> None:
     from django.conf import settings
 
     if not settings.configured:
-        return  # the system check reports it once settings exist
-    unknown = get_settings().unknown_queue(queue_name)
+        return  # the system check (horsies_django.E011) reports it once settings exist
+    try:
+        unknown = get_settings().unknown_queue(queue_name)
+    except SettingsError:
+        return  # a bad HORSIES: `manage.py check` reports that, and then this
+
     if unknown:
         raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {unknown}")
 

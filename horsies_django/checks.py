@@ -12,7 +12,21 @@ from .conf import SettingsError, parse
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
     try:
-        parse(getattr(settings, "HORSIES", None))
+        parsed = parse(getattr(settings, "HORSIES", None))
     except SettingsError as exc:
         return [Error(str(exc), hint=exc.hint, id=exc.check_id)]
-    return []
+    from .app import app
+
+    errors: list[CheckMessage] = []
+    for name in app.list_tasks():
+        task = app.get_task(name)
+        unknown = parsed.unknown_queue(task.queue_name) if task else None
+        if unknown:
+            errors.append(
+                Error(
+                    f"task {name!r}: {unknown}",
+                    hint="Add the queue to HORSIES['QUEUES'] or pass a listed queue_name to @app.task.",
+                    id="horsies_django.E011",
+                )
+            )
+    return errors

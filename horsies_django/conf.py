@@ -185,11 +185,21 @@ def parse(raw: Any) -> HorsiesSettings:
         poll_only=_flag(raw, "POLL_ONLY"),
         retention=_retention(raw.get("RETENTION", {})),
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
-        cluster_max_concurrency=None
-        if raw.get("CLUSTER_MAX_CONCURRENCY") is None
-        else int(_number(raw, "CLUSTER_MAX_CONCURRENCY", 0, minimum=0, where="")),
+        cluster_max_concurrency=_cluster_cap(raw.get("CLUSTER_MAX_CONCURRENCY")),
         idempotency_window_s=float(_number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, where="")),
     )
+
+
+def _cluster_cap(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingsError(
+            "horsies_django.E003",
+            f"HORSIES['CLUSTER_MAX_CONCURRENCY'] must be a whole number >= 0 or None, got {value!r}",
+            "It caps tasks held at once across all queues and workers; None (the default) means no cap.",
+        )
+    return value
 
 
 def _retention(raw: Any) -> RetentionSettings:

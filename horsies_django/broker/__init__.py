@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.utils.module_loading import import_string
 
 from ..conf import get_settings
 from .base import Broker, ClaimedTask, Finish, LostTasks, NewTask, StoredOutcome
-from .postgres import PostgresBroker
-from .sqlite import SqliteBroker
 
-BROKERS: dict[str, type[Broker]] = {"postgresql": PostgresBroker, "sqlite": SqliteBroker}
+# Imported on first use, so a SQLite project does not need psycopg installed.
+BROKERS: dict[str, str] = {
+    "postgresql": "horsies_django.broker.postgres.PostgresBroker",
+    "sqlite": "horsies_django.broker.sqlite.SqliteBroker",
+}
 
 __all__ = ["Broker", "ClaimedTask", "Finish", "LostTasks", "NewTask", "StoredOutcome", "get_broker", "BROKERS"]
 
@@ -20,9 +23,7 @@ def get_broker(alias: str | None = None) -> Broker:
     settings = get_settings()
     alias = alias or settings.database
     vendor = connections[alias].vendor
-    try:
-        return BROKERS[vendor](alias, poll_only=settings.poll_only)
-    except KeyError:
-        raise ImproperlyConfigured(
-            f"horsies_django supports PostgreSQL and SQLite; database {alias!r} is {vendor}"
-        ) from None
+    if vendor not in BROKERS:
+        raise ImproperlyConfigured(f"horsies_django supports PostgreSQL and SQLite; database {alias!r} is {vendor}")
+    broker_class: type[Broker] = import_string(BROKERS[vendor])
+    return broker_class(alias, poll_only=settings.poll_only)

@@ -145,6 +145,10 @@ class Worker:
         self._db_failures = 0
         self._db_retry_at = 0.0
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        for queue_name in self.queues or []:
+            unknown = settings.unknown_queue(queue_name)
+            if unknown:
+                logger.warning("worker will find no tasks in it: %s", unknown)
         self._rate_limits = {
             name: task.rate_limit
             for name in self.app.list_tasks()

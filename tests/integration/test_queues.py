@@ -209,3 +209,26 @@ def test_bad_rate_limit_is_a_definition_error() -> None:
 
 def test_env_is_untouched() -> None:
     assert "HORSIES_TEST_BULK_CAP" not in os.environ
+
+
+def test_tasks_on_queues_missing_from_settings_are_a_system_check_error(settings: Any) -> None:
+    from django.core.checks import Tags, run_checks
+
+    settings.HORSIES = {**settings.HORSIES, "QUEUES": {"standard": {"priority": 50}}}
+    errors = [e for e in run_checks(tags=[Tags.compatibility]) if e.id == "horsies_django.E011"]
+    assert any("task 'tests.add': queue 'default' is not in HORSIES['QUEUES']" in e.msg for e in errors)
+    assert not any("validate_order" in e.msg for e in errors)  # it uses 'standard'
+
+
+def test_a_sqlite_project_does_not_need_psycopg() -> None:
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"  # any import of psycopg now fails
+        f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'testproject')!r}]\n"
+        "import django; django.setup()\n"
+        "from horsies_django.broker import get_broker\n"
+        "print(type(get_broker()).__name__)\n"
+    )
+    env = {**worker_env(), "DATABASE_URL": "sqlite:///:memory:"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SqliteBroker"

@@ -115,7 +115,14 @@ def test_system_check_reports_bad_setting(raw: Any, check_id: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [None, {}, {"QUEUES": {"q": {"priority": 3}}, "WORKER": {"concurrency": 1}}], ids=["none", "empty", "full"]
+    "raw",
+    [
+        None,
+        {},
+        # Every queue the installed apps' tasks use must be listed (else horsies_django.E011).
+        {"QUEUES": {"default": {}, "standard": {}, "bulk": {}, "q": {"priority": 3}}, "WORKER": {"concurrency": 1}},
+    ],
+    ids=["none", "empty", "full"],
 )
 def test_system_check_is_silent_for_good_setting(raw: Any) -> None:
     with override_settings(HORSIES=raw):
