@@ -487,14 +487,18 @@ class TaskFunction(Generic[P, T]):
             )
         return Ok([TaskHandle(str(row.id), self) for row in rows])
 
+    def _async_context(self, method: str) -> Err[TaskSendError]:
+        return _send_error(
+            TaskSendErrorCode.ASYNC_CONTEXT,
+            f"task {self.name!r}: {method}() blocks on the database; inside an event loop use "
+            f"'await task.{method}_async(...)'",
+        )
+
     def send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
         """Queue many calls at once: each item is a tuple of positional arguments or a dict of
         keyword arguments. All or nothing: one bad call, and nothing is written."""
         if _in_event_loop():
-            return _send_error(
-                TaskSendErrorCode.ASYNC_CONTEXT,
-                f"task {self.name!r}: send_many() blocks on the database; use 'await task.send_many_async(...)'",
-            )
+            return self._async_context("send_many")
         return self._send_many(calls)
 
     def _send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
@@ -522,11 +526,7 @@ class TaskFunction(Generic[P, T]):
     def send(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Queue the task now. Returns `Ok(TaskHandle)` or `Err(TaskSendError)`; writes nothing on error."""
         if _in_event_loop():
-            return _send_error(
-                TaskSendErrorCode.ASYNC_CONTEXT,
-                f"task {self.name!r}: send() blocks on the database; inside an event loop use "
-                "'await task.send_async(...)'",
-            )
+            return self._async_context("send")
         return self._enqueue(args, kwargs, 0)
 
     def schedule(self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
@@ -542,10 +542,7 @@ class TaskFunction(Generic[P, T]):
                 f"got {delay_seconds!r}",
             )
         if _in_event_loop():
-            return _send_error(
-                TaskSendErrorCode.ASYNC_CONTEXT,
-                f"task {self.name!r}: schedule() blocks on the database; use 'await task.schedule_async(...)'",
-            )
+            return self._async_context("schedule")
         return self._enqueue(args, kwargs, delay_seconds)
 
     async def send_async(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:

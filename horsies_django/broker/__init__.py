@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.utils.module_loading import import_string
@@ -25,5 +27,11 @@ def get_broker(alias: str | None = None) -> Broker:
     vendor = connections[alias].vendor
     if vendor not in BROKERS:
         raise ImproperlyConfigured(f"horsies_django supports PostgreSQL and SQLite; database {alias!r} is {vendor}")
+    return _broker_class(vendor)(alias, poll_only=settings.poll_only)
+
+
+@cache
+def _broker_class(vendor: str) -> type[Broker]:
+    # Resolved once: get_broker() runs on every send.
     broker_class: type[Broker] = import_string(BROKERS[vendor])
-    return broker_class(alias, poll_only=settings.poll_only)
+    return broker_class
