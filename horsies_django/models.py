@@ -8,23 +8,20 @@ from django.db import models
 from django.db.models import Q
 
 from .conf import DEFAULT_PRIORITY, DEFAULT_QUEUE
+from .statuses import ACTIVE, ENDED, ENDED_UNSUCCESSFULLY, READY, AttemptOutcome, TaskStatus
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 1000
 
-
-class TaskStatus(models.TextChoices):
-    PENDING = "PENDING"
-    CLAIMED = "CLAIMED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    EXPIRED = "EXPIRED"
+__all__ = [
+    "ACTIVE", "ENDED", "ENDED_UNSUCCESSFULLY", "READY", "HELD_STATUSES", "TERMINAL_STATUSES", "TaskStatus",
+    "Task", "TaskAttempt", "AttemptOutcome", "WorkerProcess", "Schedule",
+]  # fmt: skip
 
 
-TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
-HELD_STATUSES = frozenset({TaskStatus.CLAIMED, TaskStatus.RUNNING})
+# The one definition lives in `statuses` (importable before the app registry is ready).
+TERMINAL_STATUSES = ENDED
+HELD_STATUSES = ACTIVE
 
 
 class Task(models.Model):
@@ -64,12 +61,14 @@ class Task(models.Model):
         permissions = [("operate_task", "Can retry, cancel and requeue tasks")]
         indexes = [
             # The claim query's order; partial, so it holds only the ready rows and stays small.
-            models.Index(fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status="PENDING")),
+            models.Index(
+                fields=["priority", "run_at"], name="horsies_task_ready_idx", condition=Q(status=TaskStatus.PENDING)
+            ),
             # The reaper looks for held tasks whose lease ran out.
             models.Index(
                 fields=["lease_expires_at"],
                 name="horsies_task_lease_idx",
-                condition=Q(status__in=["CLAIMED", "RUNNING"]),
+                condition=Q(status__in=sorted(ACTIVE)),
             ),
             # The admin: the status filter and dashboard counts; the queue filter's choices.
             models.Index(fields=["status", "queue_name"], name="horsies_task_status_idx"),
@@ -92,12 +91,6 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} {self.id} ({self.status})"
-
-
-class AttemptOutcome(models.TextChoices):
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    WORKER_LOST = "WORKER_LOST"
 
 
 class TaskAttempt(models.Model):

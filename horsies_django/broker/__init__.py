@@ -9,7 +9,7 @@ from django.db import connections
 from django.utils.module_loading import import_string
 
 from ..conf import get_settings
-from .base import Broker, ClaimedTask, Finish, LostTasks, NewTask, StoredOutcome
+from .base import Broker, BrokerError, ClaimedTask, Finish, LostTasks, NewTask, StoredOutcome
 
 # Imported on first use, so a SQLite project does not need psycopg installed.
 BROKERS: dict[str, str] = {
@@ -17,7 +17,17 @@ BROKERS: dict[str, str] = {
     "sqlite": "horsies_django.broker.sqlite.SqliteBroker",
 }
 
-__all__ = ["Broker", "ClaimedTask", "Finish", "LostTasks", "NewTask", "StoredOutcome", "get_broker", "BROKERS"]
+__all__ = [
+    "Broker",
+    "BrokerError",
+    "ClaimedTask",
+    "Finish",
+    "LostTasks",
+    "NewTask",
+    "StoredOutcome",
+    "get_broker",
+    "BROKERS",
+]
 
 
 def get_broker(alias: str | None = None) -> Broker:

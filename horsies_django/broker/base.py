@@ -3,6 +3,7 @@ one subclass per database vendor supplies what must differ (locking, wakeups, ty
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
@@ -10,21 +11,92 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db import connections, transaction
+from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
+from ..statuses import ACTIVE, ENDED, ENDED_UNSUCCESSFULLY, READY, AttemptOutcome, TaskStatus, sql_list
 from ..types.codec import dumps, loads
+from ..types.codes import OperationalErrorCode, OutcomeCode
 from ..types.retry import RateLimit
 
 TASK_TABLE = "horsies_task"
 ATTEMPT_TABLE = "horsies_task_attempt"
 WORKER_TABLE = "horsies_worker"
 
+# Statuses as SQL literals, from the one enum (fixed words, never user input).
+SQL_PENDING = sql_list({TaskStatus.PENDING})
+SQL_RUNNING = sql_list({TaskStatus.RUNNING})
+SQL_COMPLETED = sql_list({TaskStatus.COMPLETED})
+SQL_FAILED = sql_list({TaskStatus.FAILED})
+SQL_CANCELLED = sql_list({TaskStatus.CANCELLED})
+SQL_EXPIRED = sql_list({TaskStatus.EXPIRED})
+SQL_ACTIVE = sql_list(ACTIVE)
+
 # SQLite allows 32,766 bound parameters per statement; this keeps every batch well inside it.
 INSERT_CHUNK = 1000
+
+
+class BrokerError(Exception):
+    """A queue statement failed in the database or its driver (the driver's error is `__cause__`).
+
+    Every public method of a broker raises this, and only this, for a database failure, so callers
+    catch it and let programming errors surface.
+
+    `transient`: the statement was not refused for what it holds (the connection was lost, the
+    server is down, a lock timed out, the tables are missing); it may succeed later as it is.
+    Otherwise the database refused the values (too long for a column, a character it cannot
+    store), and sending the same values again fails the same way.
+    `missing_table`: the queue's tables do not exist: `manage.py migrate` was not run.
+    """
+
+    def __init__(self, message: str, *, transient: bool, missing_table: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.missing_table = missing_table
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+# PostgreSQL's "undefined_table"; SQLite says it in words.
+_UNDEFINED_TABLE = "42P01"
+
+
+def _translating(method: _F) -> _F:
+    """Wrap a broker method so that driver errors leave it as `BrokerError`."""
+
+    @functools.wraps(method)
+    def call(self: Broker, *args: Any, **kwargs: Any) -> Any:
+        with self.translated_errors():
+            return method(self, *args, **kwargs)
+
+    call.__horsies_translated__ = True  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
+
+
+def _translating_waiter(method: _F) -> _F:
+    """`_translating` for `result_waiter`: the context manager and the wait it yields."""
+
+    @functools.wraps(method)
+    @contextmanager
+    def call(self: Broker, task_id: str) -> Iterator[Callable[[float], None]]:
+        with self.translated_errors():
+            manager = method(self, task_id)
+            wait = manager.__enter__()
+
+        def translated_wait(timeout: float) -> None:
+            with self.translated_errors():
+                wait(timeout)
+
+        try:
+            yield translated_wait
+        finally:
+            with self.translated_errors():
+                manager.__exit__(None, None, None)
+
+    call.__horsies_translated__ = True  # type: ignore[attr-defined]
+    return call  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +198,47 @@ class Broker:
     # Appended to reads of rows about to be updated; PostgreSQL skips rows another worker holds.
     lock_rows = ""
 
+    # The public operations: each turns driver errors into `BrokerError` (see `__init_subclass__`).
+    operations = (
+        "enqueue_many", "enqueue_idempotent", "claim", "claim_capped", "finish_many", "renew_leases",
+        "expire_pending", "recover_lost", "cancel", "retry", "run_now", "prune", "register_worker",
+        "worker_heartbeat", "fetch_outcome", "wait_for_new_work",
+    )  # fmt: skip
+    # What the driver raises: Django wraps its errors in `DatabaseError`; a value the driver cannot
+    # encode (a lone surrogate) is a `UnicodeError`. Vendors add their driver's own classes.
+    driver_errors: tuple[type[BaseException], ...] = (DatabaseError, UnicodeError)
+    # Of those, the ones that say the connection or the server failed rather than the values.
+    transient_errors: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, InternalError)
+
     def __init__(self, alias: str, *, poll_only: bool = False) -> None:
         self.alias = alias
         self.poll_only = poll_only
         self._listening_on: object = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls.operations:
+            method = getattr(cls, name)
+            if not getattr(method, "__horsies_translated__", False):
+                setattr(cls, name, _translating(method))
+        if not getattr(cls.result_waiter, "__horsies_translated__", False):
+            cls.result_waiter = _translating_waiter(cls.result_waiter)  # type: ignore[method-assign]
+
+    @contextmanager
+    def translated_errors(self) -> Iterator[None]:
+        """Raise the driver's errors inside the block as `BrokerError`."""
+        try:
+            yield
+        except BrokerError:
+            raise
+        except self.driver_errors as exc:
+            raise self.broker_error(exc) from exc
+
+    def broker_error(self, exc: BaseException) -> BrokerError:
+        sqlstate = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+        missing_table = sqlstate == _UNDEFINED_TABLE or "no such table" in str(exc)
+        transient = missing_table or isinstance(exc, self.transient_errors)
+        return BrokerError(f"{type(exc).__name__}: {exc}", transient=transient, missing_table=missing_table)
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -185,7 +294,7 @@ class Broker:
         if not tasks:
             return
         one_row = (
-            f"(%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s)"
+            f"(%s, %s, %s, %s, {SQL_PENDING}, {self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s)"
         )
         with self.write_transaction() as cursor:
             for start in range(0, len(tasks), INSERT_CHUNK):
@@ -212,8 +321,8 @@ class Broker:
         task that now answers for the key. A holder that ended before `ended_after` gives the key
         up to the new task. The unique index decides between concurrent senders."""
         insert = (
-            f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES (%s, %s, %s, %s, 'PENDING', {self.json_placeholder}, "
-            "NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s) "
+            f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES (%s, %s, %s, %s, {SQL_PENDING}, "
+            f"{self.json_placeholder}, NULL, NULL, '', '', 0, %s, 0, %s, %s, %s, 0, %s) "
             "ON CONFLICT (name, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id"
         )
         params = [
@@ -236,9 +345,7 @@ class Broker:
                     continue  # the holder was deleted meanwhile: try the insert again
                 holder, status, finished_at = row
                 finished = self.py_datetime(finished_at)
-                if status not in ("COMPLETED", "FAILED", "CANCELLED", "EXPIRED") or (
-                    finished is not None and finished >= ended_after
-                ):
+                if status not in ENDED or (finished is not None and finished >= ended_after):
                     return str(uuid.UUID(str(holder)))
                 cursor.execute(
                     f"UPDATE {TASK_TABLE} SET idempotency_key = NULL WHERE id = %s AND idempotency_key = %s",
@@ -266,12 +373,12 @@ class Broker:
             self.lock_capped_claims(cursor)
             room = limit
             if cluster_cap is not None:
-                cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE status IN ('CLAIMED', 'RUNNING')")
+                cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE status IN ({SQL_ACTIVE})")
                 room = min(room, cluster_cap - cursor.fetchone()[0])
             queue_room: dict[str, int] = {}
             if queue_caps:
                 cursor.execute(
-                    f"SELECT queue_name, count(*) FROM {TASK_TABLE} WHERE status IN ('CLAIMED', 'RUNNING') "
+                    f"SELECT queue_name, count(*) FROM {TASK_TABLE} WHERE status IN ({SQL_ACTIVE}) "
                     f"AND queue_name IN ({', '.join(['%s'] * len(queue_caps))}) GROUP BY queue_name",
                     list(queue_caps),
                 )
@@ -284,7 +391,7 @@ class Broker:
                 name_room[name] = rate.count - cursor.fetchone()[0]
             if room <= 0:
                 return []
-            conditions = ["status = 'PENDING'", "run_at <= %s", "(good_until IS NULL OR good_until > %s)"]
+            conditions = [f"status = {SQL_PENDING}", "run_at <= %s", "(good_until IS NULL OR good_until > %s)"]
             params: list[Any] = [at, at]
             if queues:
                 conditions.append(f"queue_name IN ({', '.join(['%s'] * len(queues))})")
@@ -316,9 +423,9 @@ class Broker:
             if not chosen:
                 return []
             cursor.execute(
-                f"UPDATE {TASK_TABLE} SET status = 'RUNNING', claim_token = claim_token + 1, attempt = attempt + 1, "
-                "worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s "
-                f"WHERE id IN ({', '.join(['%s'] * len(chosen))}) AND status = 'PENDING' "
+                f"UPDATE {TASK_TABLE} SET status = {SQL_RUNNING}, claim_token = claim_token + 1, "
+                "attempt = attempt + 1, worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(chosen))}) AND status = {SQL_PENDING} "
                 + self.claim_returning.format(t=""),
                 [worker_id, at, at, self.db_datetime(lease_until), *chosen],
             )
@@ -378,7 +485,7 @@ class Broker:
             finish.error_code,
             finish.error_message,
             finish.error_traceback,
-            self.db_datetime(finish.finished_at if finish.status != "PENDING" else None),
+            self.db_datetime(finish.finished_at if finish.status not in READY else None),
             self.db_datetime(finish.run_at),
             int(finish.release),
             int(finish.crash),
@@ -390,13 +497,18 @@ class Broker:
         ]
 
     # The SET clause and history insert shared by the vendors' batch statements, over rows `v`.
+    # A task put back to PENDING (released, retried, crashed) is no longer on any worker: its
+    # worker_id, claimed_at and started_at go, as they do when an operator retries it.
     finish_set = (
         "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
         "error_traceback = v.error_traceback, finished_at = v.finished_at, lease_expires_at = NULL, "
         "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
-        "crash_reruns = {t}.crash_reruns + v.crash"
+        "crash_reruns = {t}.crash_reruns + v.crash, "
+        f"worker_id = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.worker_id END, "
+        f"claimed_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.claimed_at END, "
+        f"started_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.started_at END"
     )
-    finish_where = "{t}.id = v.id AND {t}.claim_token = v.token AND {t}.status IN ('CLAIMED', 'RUNNING')"
+    finish_where = f"{{t}}.id = v.id AND {{t}}.claim_token = v.token AND {{t}}.status IN ({SQL_ACTIVE})"
     attempt_insert = (
         f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) "
         "SELECT v.id, v.attempt, v.worker_id, v.started_at, v.attempt_finished_at, v.outcome, v.error_code, "
@@ -415,7 +527,7 @@ class Broker:
         with self.connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {TASK_TABLE} SET lease_expires_at = %s WHERE worker_id = %s "
-                f"AND status IN ('CLAIMED', 'RUNNING') AND ({pairs}) RETURNING id",
+                f"AND status IN ({SQL_ACTIVE}) AND ({pairs}) RETURNING id",
                 params,
             )
             return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
@@ -424,8 +536,8 @@ class Broker:
         """End PENDING tasks whose `good_until` has passed; they never run."""
         with self.write_transaction() as cursor:
             cursor.execute(
-                f"UPDATE {TASK_TABLE} SET status = 'EXPIRED', result = {self.json_placeholder}, error_code = %s, "
-                "error_message = %s, finished_at = %s WHERE status = 'PENDING' AND good_until <= %s RETURNING id",
+                f"UPDATE {TASK_TABLE} SET status = {SQL_EXPIRED}, result = {self.json_placeholder}, error_code = %s, "
+                f"error_message = %s, finished_at = %s WHERE status = {SQL_PENDING} AND good_until <= %s RETURNING id",
                 [dumps(result), error_code, message, self.db_datetime(now), self.db_datetime(now)],
             )
             expired = [row[0] for row in cursor.fetchall()]
@@ -443,24 +555,25 @@ class Broker:
         with self.write_transaction() as cursor:
             cursor.execute(
                 f"SELECT id, claim_token, attempt, worker_id, started_at, crash_reruns FROM {TASK_TABLE} "
-                f"WHERE status IN ('CLAIMED', 'RUNNING') AND lease_expires_at < %s{self.lock_rows}",
+                f"WHERE status IN ({SQL_ACTIVE}) AND lease_expires_at < %s{self.lock_rows}",
                 [at],
             )
             lost = cursor.fetchall()
             for task_id, token, attempt, worker_id, started_at, crash_reruns in lost:
                 if crash_reruns < max_crash_reruns:
                     cursor.execute(
-                        f"UPDATE {TASK_TABLE} SET status = 'PENDING', crash_reruns = crash_reruns + 1, "
-                        "worker_id = NULL, lease_expires_at = NULL, run_at = %s WHERE id = %s AND claim_token = %s",
+                        f"UPDATE {TASK_TABLE} SET status = {SQL_PENDING}, crash_reruns = crash_reruns + 1, "
+                        "worker_id = NULL, claimed_at = NULL, started_at = NULL, lease_expires_at = NULL, run_at = %s "
+                        "WHERE id = %s AND claim_token = %s",
                         [at, task_id, token],
                     )
                     requeued.append(str(uuid.UUID(str(task_id))))
                 else:
                     cursor.execute(
-                        f"UPDATE {TASK_TABLE} SET status = 'FAILED', result = {self.json_placeholder}, "
+                        f"UPDATE {TASK_TABLE} SET status = {SQL_FAILED}, result = {self.json_placeholder}, "
                         "error_code = %s, error_message = %s, finished_at = %s, lease_expires_at = NULL "
                         "WHERE id = %s AND claim_token = %s",
-                        [dumps(crashed_result), "WORKER_CRASHED", message, at, task_id, token],
+                        [dumps(crashed_result), OperationalErrorCode.WORKER_CRASHED.value, message, at, task_id, token],
                     )
                     failed.append(str(uuid.UUID(str(task_id))))
                 cursor.execute(
@@ -471,8 +584,8 @@ class Broker:
                         worker_id or "",
                         started_at,
                         at,
-                        "WORKER_LOST",
-                        "WORKER_CRASHED",
+                        AttemptOutcome.WORKER_LOST.value,
+                        OperationalErrorCode.WORKER_CRASHED.value,
                         f"lease expired under worker {worker_id}",
                         "",
                     ],
@@ -487,10 +600,10 @@ class Broker:
         at its next heartbeat and its late result is discarded. Returns the ids cancelled."""
         return self._transition(
             task_ids,
-            f"status = 'CANCELLED', result = {self.json_placeholder}, error_code = 'TASK_CANCELLED', "
+            f"status = {SQL_CANCELLED}, result = {self.json_placeholder}, error_code = %s, "
             "error_message = %s, finished_at = %s, lease_expires_at = NULL",
-            [dumps(result), message, self.db_datetime(now)],
-            "status IN ('PENDING', 'CLAIMED', 'RUNNING')",
+            [dumps(result), OutcomeCode.TASK_CANCELLED.value, message, self.db_datetime(now)],
+            f"status IN ({sql_list(READY | ACTIVE)})",
             announce=True,
         )
 
@@ -498,17 +611,17 @@ class Broker:
         """Send ended-unsuccessfully tasks round again as new attempts; their history is kept."""
         return self._transition(
             task_ids,
-            "status = 'PENDING', result = NULL, error_code = NULL, error_message = '', error_traceback = '', "
+            f"status = {SQL_PENDING}, result = NULL, error_code = NULL, error_message = '', error_traceback = '', "
             "finished_at = NULL, claimed_at = NULL, started_at = NULL, worker_id = NULL, lease_expires_at = NULL, "
             "good_until = NULL, run_at = %s",
             [self.db_datetime(now)],
-            "status IN ('FAILED', 'CANCELLED', 'EXPIRED')",
+            f"status IN ({sql_list(ENDED_UNSUCCESSFULLY)})",
         )
 
     def run_now(self, task_ids: Sequence[uuid.UUID], *, now: datetime) -> list[str]:
         """Make scheduled (pending, future `run_at`) tasks ready at once."""
         at = self.db_datetime(now)
-        return self._transition(task_ids, "run_at = %s", [at], "status = 'PENDING' AND run_at > %s", [at])
+        return self._transition(task_ids, "run_at = %s", [at], f"status = {SQL_PENDING} AND run_at > %s", [at])
 
     def _transition(
         self,
@@ -547,8 +660,8 @@ class Broker:
         Small batches keep each transaction, and the locks it holds, short."""
         with self.write_transaction() as cursor:
             cursor.execute(
-                f"SELECT id FROM {TASK_TABLE} WHERE (status = 'COMPLETED' AND finished_at < %s) "
-                f"OR (status IN ('FAILED', 'CANCELLED', 'EXPIRED') AND finished_at < %s) LIMIT %s{self.lock_rows}",
+                f"SELECT id FROM {TASK_TABLE} WHERE (status = {SQL_COMPLETED} AND finished_at < %s) "
+                f"OR (status IN ({sql_list(ENDED_UNSUCCESSFULLY)}) AND finished_at < %s) LIMIT %s{self.lock_rows}",
                 [self.db_datetime(completed_before), self.db_datetime(failed_before), limit],
             )
             ids = [row[0] for row in cursor.fetchall()]

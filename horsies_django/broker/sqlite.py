@@ -11,7 +11,17 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 from django.utils.dateparse import parse_datetime
 
-from .base import ATTEMPT_COLUMNS, ATTEMPT_TABLE, FINISH_COLUMNS, TASK_TABLE, Broker, ClaimedTask, Finish
+from .base import (
+    ATTEMPT_COLUMNS,
+    ATTEMPT_TABLE,
+    FINISH_COLUMNS,
+    SQL_PENDING,
+    SQL_RUNNING,
+    TASK_TABLE,
+    Broker,
+    ClaimedTask,
+    Finish,
+)
 
 
 class SqliteBroker(Broker):
@@ -77,10 +87,10 @@ class SqliteBroker(Broker):
         params.append(limit)
         sql = f"""
             UPDATE {TASK_TABLE}
-               SET status = 'RUNNING', claim_token = claim_token + 1, attempt = attempt + 1,
+               SET status = {SQL_RUNNING}, claim_token = claim_token + 1, attempt = attempt + 1,
                    worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s
              WHERE id IN (SELECT id FROM {TASK_TABLE} INDEXED BY horsies_task_ready_idx
-                           WHERE status = 'PENDING' AND run_at <= %s
+                           WHERE status = {SQL_PENDING} AND run_at <= %s
                              AND (good_until IS NULL OR good_until > %s) {queue_filter}
                            ORDER BY priority, run_at
                            LIMIT %s)
