@@ -14,9 +14,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 from django.utils import timezone
 
+from .broker.base import BrokerError
 from .conf import DEFAULT_QUEUE, SettingsError, get_settings
+from .statuses import ENDED
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import (
     BUILTIN_CODES,
@@ -38,9 +41,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 MAX_DELAY_S = 10 * 365 * 86_400
-
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"})
-
 
 @dataclass(frozen=True, slots=True)
 class TaskAttemptInfo:
@@ -131,11 +131,11 @@ class TaskHandle(Generic[T]):
             return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"{self.task_id!r} is not a task id")
         try:
             outcome = _broker().fetch_outcome(task_uuid)
-        except Exception as exc:
+        except BrokerError as exc:
             return _broker_error(self.task_id, exc)
         if outcome is None:
             return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"no task with id {self.task_id}")
-        if outcome.status not in TERMINAL:
+        if outcome.status not in ENDED:
             return None
         if outcome.result is None:
             return _retrieval_error(
@@ -145,7 +145,7 @@ class TaskHandle(Generic[T]):
         if task is None and self._app is not None:
             try:
                 name = _broker_name_lookup(self.task_id)
-            except Exception as exc:
+            except DatabaseError as exc:
                 return _broker_error(self.task_id, exc)
             task = self._task = self._app.get_task(name) if name else None
         try:
@@ -166,7 +166,7 @@ class TaskHandle(Generic[T]):
             broker = _broker()
             waiter = broker.result_waiter(self.task_id)
             wait = waiter.__enter__()
-        except Exception as exc:
+        except BrokerError as exc:
             return _broker_error(self.task_id, exc)
         try:
             # Even with notifications, look again now and then: a NOTIFY is a hint, not a promise.
@@ -180,7 +180,7 @@ class TaskHandle(Generic[T]):
                     return self._timed_out(timeout_ms)
                 try:
                     wait(delay if remaining is None else min(delay, remaining))
-                except Exception as exc:
+                except BrokerError as exc:
                     return _broker_error(self.task_id, exc)
                 delay = min(delay * 1.5, longest)
         finally:
@@ -231,7 +231,7 @@ class TaskHandle(Generic[T]):
                     )
                     for a in row.attempts.order_by("number")
                 )
-        except Exception as exc:
+        except DatabaseError as exc:
             return Err(TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
         return Ok(
             TaskInfo(
@@ -279,7 +279,7 @@ def cancel_tasks(task_ids: list[str]) -> list[str]:
     error = TaskError(error_code=OutcomeCode.TASK_CANCELLED, message="cancelled")
     try:
         return _broker().cancel(ids, now=timezone.now(), result={"err": encode_error(error)}, message="cancelled")
-    except Exception as exc:  # Like get(): report, do not raise; nothing was cancelled.
+    except BrokerError as exc:  # Like get(): report, do not raise; nothing was cancelled.
         logger.warning("cancel failed task_ids=%s: %s", task_ids, exc)
         return []
 
@@ -475,7 +475,7 @@ class TaskFunction(Generic[P, T]):
                 existing_id = _broker().enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
                 return Ok([TaskHandle(existing_id, self)])
             _broker().enqueue_many(rows)
-        except Exception as exc:
+        except BrokerError as exc:
             logger.warning("enqueue failed task=%s count=%d: %s", self.name, len(rows), exc)
             return Err(
                 TaskSendError(

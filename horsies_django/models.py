@@ -8,7 +8,15 @@ from django.db import models
 from django.db.models import Q
 
 from .conf import DEFAULT_PRIORITY, DEFAULT_QUEUE
-from .statuses import ACTIVE, ENDED, ENDED_UNSUCCESSFULLY, READY, AttemptOutcome, TaskStatus
+from .statuses import (
+    ACTIVE,
+    ENDED,
+    ENDED_UNSUCCESSFULLY,
+    ERROR_CODE_MAX_LENGTH,
+    READY,
+    AttemptOutcome,
+    TaskStatus,
+)
 
 MIN_PRIORITY = 1
 MAX_PRIORITY = 1000
@@ -34,7 +42,7 @@ class Task(models.Model):
     status = models.CharField(max_length=10, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     arguments = models.JSONField(default=dict, help_text="Arguments bound by parameter name, encoded as JSON.")
     result = models.JSONField(null=True, blank=True, help_text="The encoded TaskResult once the task has ended.")
-    error_code = models.CharField(max_length=100, null=True, blank=True, db_index=True)
+    error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True, db_index=True)
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
     attempt = models.PositiveIntegerField(default=0, help_text="Tries started so far.")
@@ -102,7 +110,7 @@ class TaskAttempt(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=12, choices=AttemptOutcome.choices)
-    error_code = models.CharField(max_length=100, null=True, blank=True)
+    error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True)
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
 

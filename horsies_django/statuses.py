@@ -37,6 +37,10 @@ ENDED = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED
 ENDED_UNSUCCESSFULLY = ENDED - {TaskStatus.COMPLETED}
 
 
+# The `error_code` columns' width; the worker refuses longer codes before it stores an outcome.
+ERROR_CODE_MAX_LENGTH = 100
+
+
 def sql_list(statuses: Iterable[TaskStatus]) -> str:
     """The statuses as SQL literals for an `IN (...)` list, in a stable order."""
     return ", ".join(f"'{status.value}'" for status in sorted(statuses))

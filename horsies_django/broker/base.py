@@ -121,7 +121,9 @@ class ClaimedTask:
 
     id: str
     name: str
-    arguments: dict[str, Any]
+    # As stored: an object of encoded arguments, unless the row was tampered with (`execute()`
+    # refuses anything else), or `UNDECODABLE` when the stored text is not JSON at all.
+    arguments: Any
     attempt: int
     claim_token: int
     max_retries: int
@@ -186,6 +188,18 @@ FINISH_COLUMNS = (
 ATTEMPT_COLUMNS = (
     "task_id, number, worker_id, started_at, finished_at, outcome, error_code, error_message, error_traceback"
 )
+
+
+# The arguments of a claimed row whose stored text is not JSON (SQLite stores any text).
+UNDECODABLE = "<arguments that are not JSON>"
+
+
+def _stored_arguments(raw: Any) -> Any:
+    """A row's arguments, decoded; never raises, so one bad row cannot fail a whole claim."""
+    try:
+        return loads(raw)
+    except (ValueError, RecursionError):
+        return UNDECODABLE
 
 
 class Broker:
@@ -351,7 +365,7 @@ class Broker:
                     f"UPDATE {TASK_TABLE} SET idempotency_key = NULL WHERE id = %s AND idempotency_key = %s",
                     [holder, task.idempotency_key],
                 )
-        raise RuntimeError(f"idempotency key {task.idempotency_key!r} is contended; send again")
+        raise BrokerError(f"idempotency key {task.idempotency_key!r} is contended; send again", transient=True)
 
     def claim_capped(
         self,
@@ -436,7 +450,7 @@ class Broker:
             ClaimedTask(
                 id=str(uuid.UUID(str(row[0]))),
                 name=row[1],
-                arguments=loads(row[2]),
+                arguments=_stored_arguments(row[2]),
                 attempt=row[3],
                 claim_token=row[4],
                 max_retries=row[5],

@@ -13,18 +13,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.utils import timezone
 
 from ..app import Horsies
 from ..app import app as default_app
-from ..broker import Broker, ClaimedTask, Finish, get_broker
+from ..broker import Broker, BrokerError, ClaimedTask, Finish, get_broker
 from ..conf import get_settings
 from ..scheduler import run_due_schedules
+from ..statuses import AttemptOutcome, TaskStatus
 from ..types.codec import encode_error
 from ..types.codes import OperationalErrorCode, OutcomeCode
 from ..types.results import TaskError
 from .execute import Outcome, failure
+from .outcomes import log_outcome, save_finishes
 from .pools import ProcessTaskPool, TaskPool, ThreadTaskPool
 
 logger = logging.getLogger("horsies_django.worker")
@@ -144,6 +146,8 @@ class Worker:
         self._unsaved: list[Finish] = []
         self._db_failures = 0
         self._db_retry_at = 0.0
+        self._told_to_migrate = False
+        self._held_threads: set[str] = set()  # running in threads past the shutdown timeout
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         for queue_name in self.queues or []:
             unknown = settings.unknown_queue(queue_name)
@@ -263,7 +267,7 @@ class Worker:
                 claimed = self._broker.claim(
                     worker_id=self.worker_id, queues=self.queues, limit=free, now=now, lease_until=lease_until
                 )
-        except Exception as exc:
+        except BrokerError as exc:
             self._database_error("claim", exc)
             return None
         self._db_failures = 0
@@ -313,29 +317,47 @@ class Worker:
                 )
                 self._unsaved.append(self._finish_for(running, outcome, timezone.now()))
         if self._stop_deadline is not None and now >= self._stop_deadline and self._running:
+            self._stop_deadline = None  # once: what cannot be stopped is waited for, not polled for
             self._release_running(pool)
 
     def _release_running(self, pool: TaskPool) -> None:
-        """Stop what still runs and put it back to PENDING without counting the attempt."""
+        """Stop what still runs and put it back to PENDING without counting the attempt.
+
+        A task the pool cannot stop (a thread) stays held, its lease renewed, until it returns:
+        releasing it would let another worker run it while this thread still does."""
         for task_id, running in list(self._running.items()):
-            pool.stop(task_id)
+            if not pool.stop(task_id):
+                if task_id not in self._held_threads:
+                    self._held_threads.add(task_id)
+                    logger.warning(
+                        "task id=%s name=%s is still running in a thread, which cannot be stopped; the worker "
+                        "holds it until it returns (stop at once with a second Ctrl+C: it then runs again "
+                        "after its lease)",
+                        task_id,
+                        running.task.name,
+                    )
+                continue
             del self._running[task_id]
             logger.warning("task released id=%s: the worker is stopping", task_id)
             now = timezone.now()
-            self._unsaved.append(self._finish(running, "PENDING", now, attempt_outcome=None, run_at=now, release=True))
+            self._unsaved.append(
+                self._finish(running, TaskStatus.PENDING, now, attempt_outcome=None, run_at=now, release=True)
+            )
 
     def _crashed(self, running: _Running, finished_at: datetime) -> Finish:
         if running.task.crash_reruns < self.max_crash_reruns:
-            return self._finish(
+            finish = self._finish(
                 running,
-                "PENDING",
+                TaskStatus.PENDING,
                 finished_at,
                 error_code=OperationalErrorCode.WORKER_CRASHED.value,
                 error_message="the process running it died",
-                attempt_outcome="WORKER_LOST",
+                attempt_outcome=AttemptOutcome.WORKER_LOST,
                 run_at=finished_at,
                 crash=True,
             )
+            log_outcome(running.task, finish)
+            return finish
         outcome = failure(
             OperationalErrorCode.WORKER_CRASHED, f"the process running it died {self.max_crash_reruns + 1} time(s)"
         )
@@ -344,17 +366,19 @@ class Worker:
     def _finish_for(self, running: _Running, outcome: Outcome, finished_at: datetime) -> Finish:
         """The finish for a run that produced an outcome: ended, or back to PENDING for a retry."""
         retry_at = None if outcome.ok else self._retry_at(running.task, outcome.error_code, finished_at)
-        return self._finish(
+        finish = self._finish(
             running,
-            "COMPLETED" if outcome.ok else "FAILED" if retry_at is None else "PENDING",
+            TaskStatus.COMPLETED if outcome.ok else TaskStatus.FAILED if retry_at is None else TaskStatus.PENDING,
             finished_at,
             result_json=outcome.result_json if retry_at is None else None,
             error_code=outcome.error_code,
             error_message=outcome.error_message,
             error_traceback=outcome.error_traceback,
-            attempt_outcome="COMPLETED" if outcome.ok else "FAILED",
+            attempt_outcome=AttemptOutcome.COMPLETED if outcome.ok else AttemptOutcome.FAILED,
             run_at=retry_at,
         )
+        log_outcome(running.task, finish, outcome)
+        return finish
 
     def _finish(
         self,
@@ -405,17 +429,19 @@ class Worker:
         if not self._unsaved or not self._database_ready():
             return
         batch, self._unsaved = self._unsaved, []
-        try:
-            applied = self._broker.finish_many(batch)
-        except Exception as exc:
+        # A row the database refuses is split off and stored as a failure; the rest are written.
+        saved = save_finishes(self._broker, batch)
+        if saved.error is not None:
             # Keep the outcomes and try again; if the lease runs out first, the claim token
             # makes this worker's late write a no-op and the task simply runs again.
-            self._unsaved = batch + self._unsaved
-            self._database_error("finish", exc)
-            return
-        self._db_failures = 0
-        self.stats.last_finish_monotonic = time.monotonic()
-        for finish in batch:
+            self._unsaved = saved.unsaved + self._unsaved
+            self._database_error("finish", saved.error)
+        else:
+            self._db_failures = 0
+        if saved.written:
+            self.stats.last_finish_monotonic = time.monotonic()
+        applied = saved.applied
+        for finish in saved.written:
             if finish.task_id not in applied:
                 self.stats.stale_finishes += 1
                 logger.warning(
@@ -423,9 +449,9 @@ class Worker:
                     finish.task_id,
                     finish.claim_token,
                 )
-            elif finish.status == "COMPLETED":
+            elif finish.status == TaskStatus.COMPLETED:
                 self.stats.completed += 1
-            elif finish.status == "FAILED":
+            elif finish.status == TaskStatus.FAILED:
                 self.stats.failed += 1
             elif finish.release:
                 self.stats.released += 1
@@ -474,7 +500,7 @@ class Worker:
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_S
                 prune_finished(self._broker, now=now, limit=PRUNE_BATCH)
-        except Exception as exc:
+        except (BrokerError, DatabaseError) as exc:  # the scheduler's hook reads through the ORM
             self._database_error("maintenance", exc)
             return
         for task_id in lost.requeued:
@@ -493,13 +519,13 @@ class Worker:
                 pool=self.pool_kind,
                 now=timezone.now(),
             )
-        except Exception as exc:
+        except BrokerError as exc:
             self._database_error("register", exc)
 
     def _unregister(self) -> None:
         try:
             self._broker.worker_heartbeat(worker_id=self.worker_id, now=timezone.now(), stopped=True)
-        except Exception as exc:  # The record then just looks silent, which is what it is.
+        except BrokerError as exc:  # The record then just looks silent, which is what it is.
             logger.warning("could not record the worker's stop id=%s: %s", self.worker_id, exc)
 
     def _idle(self, until: float) -> None:
@@ -512,7 +538,7 @@ class Worker:
         else:
             try:
                 self._broker.wait_for_new_work(pause, self._stopping)
-            except Exception as exc:
+            except BrokerError as exc:
                 self._database_error("listen", exc)
 
     def _database_ready(self) -> bool:
@@ -522,8 +548,15 @@ class Worker:
         self._db_failures += 1
         backoff = min(0.1 * 2 ** (self._db_failures - 1), MAX_BACKOFF_S)
         self._db_retry_at = time.monotonic() + backoff
+        if isinstance(exc, BrokerError) and exc.missing_table and not self._told_to_migrate:
+            self._told_to_migrate = True
+            logger.error(
+                "the horsies_django tables are missing in database %r: run `manage.py migrate` "
+                "(the worker keeps trying)",
+                self._broker.alias,
+            )
         logger.warning("database error during %s, retrying in %.1fs: %s", step, backoff, exc)
         try:
             connections[self._broker.alias].close()
-        except Exception:  # The connection is already gone; the next query reconnects.
+        except DatabaseError:  # The connection is already gone; the next query reconnects.
             logger.debug("closing the broken connection failed", exc_info=True)

@@ -119,7 +119,8 @@ def test_shutdown_timeout_releases_the_task_without_counting_the_attempt() -> No
     assert code == 0, err
     assert time.monotonic() - started < 15
     row = Task.objects.get(pk=handle.task_id)
-    assert (row.status, row.attempt, row.worker_id) == ("PENDING", 0, row.worker_id)
+    # Back to PENDING means on no worker: the admin must not show it as running somewhere.
+    assert (row.status, row.attempt, row.worker_id, row.claimed_at, row.started_at) == ("PENDING", 0, None, None, None)
     assert attempts(handle.task_id) == []
     assert Run.objects.count() == 0  # the child was stopped, not left to finish
 

@@ -93,12 +93,15 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
-        level = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG}.get(verbosity, logging.DEBUG)
-        handler = logging.StreamHandler(self.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger = logging.getLogger("horsies_django")
-        logger.addHandler(handler)
-        logger.setLevel(level)
+        handler: logging.Handler | None = None
+        # A project that configured the library's logger (LOGGING) keeps its own handlers and level.
+        if not logger.handlers:
+            level = {0: logging.ERROR, 1: logging.INFO, 2: logging.DEBUG}.get(verbosity, logging.DEBUG)
+            handler = logging.StreamHandler(self.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(level)
         worker = Worker(
             queues=options["queues"],
             concurrency=options["concurrency"],
@@ -126,7 +129,8 @@ class Command(BaseCommand):
         try:
             stats = worker.run()
         finally:
-            logger.removeHandler(handler)
+            if handler is not None:
+                logger.removeHandler(handler)
         if verbosity >= 1:
             self.stdout.write(
                 f"worker {worker.worker_id}: {stats.completed} completed, {stats.failed} failed, "
