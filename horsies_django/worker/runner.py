@@ -142,6 +142,7 @@ class Worker:
         self.pool: TaskPool | None = None
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
+        self._give_up_saving_at: float | None = None
         self._running: dict[str, _Running] = {}
         self._unsaved: list[Finish] = []
         self._db_failures = 0
@@ -162,7 +163,7 @@ class Worker:
     def stop(self) -> None:
         """Stop claiming; `run()` returns once the tasks in hand have finished (or were released)."""
         if not self._stopping.is_set():
-            self._stop_deadline = time.monotonic() + self.shutdown_timeout_s
+            self._stop_deadline = self._give_up_saving_at = time.monotonic() + self.shutdown_timeout_s
         self._stopping.set()
 
     @property
@@ -202,6 +203,8 @@ class Worker:
                     self._collect(pool.wait(self._wait_timeout(next_maintenance)))
                     self._enforce_deadlines(pool)
                 self._save()
+                if self.stopping and not self._running and not self._still_saving():
+                    break
                 if not self._database_ready():
                     self._idle(min(next_maintenance, self._db_retry_at))
                     continue
@@ -540,6 +543,11 @@ class Worker:
                 self._broker.wait_for_new_work(pause, self._stopping)
             except BrokerError as exc:
                 self._database_error("listen", exc)
+
+    def _still_saving(self) -> bool:
+        """Whether a stopping worker should keep trying to store outcomes the database refused
+        for a while (it stops trying at the shutdown timeout: those tasks run again after their lease)."""
+        return bool(self._unsaved) and time.monotonic() < (self._give_up_saving_at or 0)
 
     def _database_ready(self) -> bool:
         return time.monotonic() >= self._db_retry_at

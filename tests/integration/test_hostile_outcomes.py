@@ -31,9 +31,9 @@ from tests.taskapp.hostile import (
     unprintable_message,
 )
 from tests.taskapp.models import Run
-from tests.taskapp.tasks import add, boom, record, user_error
+from tests.taskapp.tasks import add, boom, record, sleep, user_error
 
-from ..conftest import start_worker
+from ..conftest import ThreadWorker, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -242,6 +242,24 @@ def test_a_locked_database_keeps_the_whole_batch_for_a_later_try() -> None:
     assert saved.unsaved == finishes and saved.written == []
     assert Task.objects.filter(status=TaskStatus.RUNNING).count() == 4
     connection.close()
+
+
+def test_stopping_while_every_finish_fails_does_not_hang(caplog: pytest.LogCaptureFixture) -> None:
+    handle = sleep.send(1000).unwrap()
+    try:
+        with ThreadWorker(pool="threads", concurrency=1, shutdown_timeout_s=1.0):
+            wait_until(lambda: Task.objects.get(pk=handle.task_id).status == TaskStatus.RUNNING, what="a start")
+            with connection.cursor() as cursor:  # a forgotten migrate, as the worker sees it
+                cursor.execute("ALTER TABLE horsies_task RENAME TO horsies_task_away")
+        # ThreadWorker's exit failed the test if the worker had not stopped.
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE horsies_task_away RENAME TO horsies_task")
+    row = Task.objects.get(pk=handle.task_id)
+    assert row.status == TaskStatus.RUNNING  # never stored: it runs again once its lease runs out
+    assert not TaskAttempt.objects.filter(task_id=handle.task_id).exists()
+    told = [r for r in caplog.records if "run `manage.py migrate`" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelname == "ERROR"
 
 
 # -- real worker processes -------------------------------------------------------------------------
