@@ -58,7 +58,8 @@ def _stored_arguments(raw: str) -> Callable[[], str]:
         column = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
         with connection.cursor() as cursor:
             cursor.execute(
-                f"UPDATE horsies_task SET arguments = {column} WHERE id = %s", [raw, get_broker().db_uuid(uuid.UUID(task_id))]
+                f"UPDATE horsies_task SET arguments = {column} WHERE id = %s",
+                [raw, get_broker().db_uuid(uuid.UUID(task_id))],
             )
         return task_id
 
@@ -150,9 +151,18 @@ def claimed_finishes(count: int, **poison: Any) -> list[Finish]:
     assert len(claimed) == count
     finishes = [
         Finish(
-            task_id=task.id, claim_token=task.claim_token, attempt=task.attempt, status=TaskStatus.COMPLETED,
-            result_json='{"ok": 1}', error_code=None, error_message="", error_traceback="", worker_id="w",
-            started_at=now, finished_at=now, attempt_outcome="COMPLETED",
+            task_id=task.id,
+            claim_token=task.claim_token,
+            attempt=task.attempt,
+            status=TaskStatus.COMPLETED,
+            result_json='{"ok": 1}',
+            error_code=None,
+            error_message="",
+            error_traceback="",
+            worker_id="w",
+            started_at=now,
+            finished_at=now,
+            attempt_outcome="COMPLETED",
         )  # fmt: skip
         for task in claimed
     ]
@@ -287,8 +297,10 @@ def test_a_worker_process_isolates_poison_and_logs_each_failure(pool: str) -> No
     worker = start_worker("--pool", pool, "--concurrency", "3")
     try:
         wait_until(
-            lambda: Task.objects.filter(status__in=[TaskStatus.COMPLETED, TaskStatus.FAILED]).count()
-            == len(innocents) + len(poisoned) + 1,
+            lambda: (
+                Task.objects.filter(status__in=[TaskStatus.COMPLETED, TaskStatus.FAILED]).count()
+                == len(innocents) + len(poisoned) + 1
+            ),
             what="every task to end",
         )
     finally:
