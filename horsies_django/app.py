@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DatabaseError
 from django.utils import timezone
 
@@ -90,7 +91,10 @@ class SendOptions:
 def _broker() -> Broker:
     from .broker import get_broker
 
-    return get_broker()
+    try:
+        return get_broker()
+    except SettingsError as exc:  # reported by `manage.py check` too; a lookup answers BROKER_ERROR
+        raise BrokerError(f"HORSIES setting: {exc}", transient=False) from exc
 
 
 def _in_event_loop() -> bool:
@@ -145,7 +149,7 @@ class TaskHandle(Generic[T]):
         if task is None and self._app is not None:
             try:
                 name = _broker_name_lookup(self.task_id)
-            except DatabaseError as exc:
+            except (DatabaseError, SynchronousOnlyOperation) as exc:
                 return _broker_error(self.task_id, exc)
             task = self._task = self._app.get_task(name) if name else None
         try:
@@ -231,7 +235,7 @@ class TaskHandle(Generic[T]):
                     )
                     for a in row.attempts.order_by("number")
                 )
-        except DatabaseError as exc:
+        except (DatabaseError, SynchronousOnlyOperation) as exc:
             return Err(TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
         return Ok(
             TaskInfo(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
@@ -219,8 +220,9 @@ class Broker:
         "worker_heartbeat", "fetch_outcome", "wait_for_new_work",
     )  # fmt: skip
     # What the driver raises: Django wraps its errors in `DatabaseError`; a value the driver cannot
-    # encode (a lone surrogate) is a `UnicodeError`. Vendors add their driver's own classes.
-    driver_errors: tuple[type[BaseException], ...] = (DatabaseError, UnicodeError)
+    # encode (a lone surrogate) is a `UnicodeError`; Django refuses the database inside an event
+    # loop with `SynchronousOnlyOperation`. Vendors add their driver's own classes.
+    driver_errors: tuple[type[BaseException], ...] = (DatabaseError, UnicodeError, SynchronousOnlyOperation)
     # Of those, the ones that say the connection or the server failed rather than the values.
     transient_errors: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, InternalError)
 
@@ -494,7 +496,7 @@ class Broker:
         return [
             self.db_uuid(uuid.UUID(finish.task_id)),
             finish.claim_token,
-            finish.status,
+            str(finish.status),  # a TaskStatus member is bound as its plain value
             finish.result_json,
             finish.error_code,
             finish.error_message,
@@ -507,7 +509,7 @@ class Broker:
             finish.worker_id,
             self.db_datetime(finish.started_at),
             self.db_datetime(finish.finished_at),
-            finish.attempt_outcome,
+            None if finish.attempt_outcome is None else str(finish.attempt_outcome),
         ]
 
     # The SET clause and history insert shared by the vendors' batch statements, over rows `v`.

@@ -3,6 +3,7 @@ come from one enum, a claim leaves no setting behind, and a task put back to PEN
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
@@ -17,6 +18,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
+from horsies_django import OperationalErrorCode
 from horsies_django.broker import Broker, BrokerError, Finish, NewTask, get_broker
 from horsies_django.models import ACTIVE, ENDED, READY, Task, TaskStatus
 from tests.taskapp.tasks import add
@@ -209,3 +211,21 @@ def test_horsies_worker_leaves_a_configured_logger_alone() -> None:
     stderr = io.StringIO()
     call_command("horsies_worker", "--burst", "--pool", "threads", stderr=stderr, stdout=io.StringIO())
     assert "worker starting" in stderr.getvalue()  # unconfigured: the command's own handler
+
+
+def test_get_and_info_inside_an_event_loop_answer_broker_error() -> None:
+    handle = add.send(1).unwrap()
+
+    async def inside() -> tuple[Any, Any]:
+        return handle.get(timeout_ms=10), handle.info()
+
+    result, info = asyncio.run(inside())
+    assert result.unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
+    assert info.unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
+
+
+def test_get_with_a_broken_setting_answers_broker_error(settings: Any) -> None:
+    handle = add.send(1).unwrap()
+    settings.HORSIES = {**settings.HORSIES, "DATABASE": "nowhere"}
+    result = handle.get(timeout_ms=10)
+    assert result.unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
