@@ -460,7 +460,6 @@ class Worker:
                 self.stats.released += 1
             else:
                 self.stats.retried += 1
-            logger.debug("task finished id=%s status=%s", finish.task_id, finish.status)
 
     def _maintain(self, pool: TaskPool) -> None:
         """Heartbeat; renew leases (stopping tasks cancelled meanwhile); expire stale sends; re-run
