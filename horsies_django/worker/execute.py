@@ -223,15 +223,14 @@ def execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
 def _normalized(outcome: Outcome) -> Outcome:
     """`outcome` with plain `str` text fields (a TaskError may carry any object as its message)."""
     code, message, formatted = outcome.error_code, outcome.error_message, outcome.error_traceback
-    fields = (None if code is None else safe_str(code), safe_str(message), safe_str(formatted))
-    if fields == (code, message, formatted) and all(type(f) is str for f in fields if f is not None):
+    if all(value is None or type(value) is str for value in (code, message, formatted)):
         return outcome
     return Outcome(
         ok=outcome.ok,
         result_json=outcome.result_json,
-        error_code=fields[0],
-        error_message=fields[1],
-        error_traceback=fields[2],
+        error_code=None if code is None else safe_str(code),
+        error_message=safe_str(message),
+        error_traceback=safe_str(formatted),
         exception=outcome.exception,
     )
 
