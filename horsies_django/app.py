@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from .conf import DEFAULT_QUEUE, SettingsError, get_settings
+from .conf import DEFAULT_QUEUE, HorsiesSettings, SettingsError, get_settings
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import (
     BUILTIN_CODES,
@@ -83,8 +83,128 @@ class SendOptions:
 
     queue_name: str | None = None
     priority: int | None = None
-    good_until: datetime | None = None
+    good_until: datetime | str | None = None
     idempotency_key: str | None = None
+
+
+# The column widths of `models.Task`: longer values would be refused by PostgreSQL at insert time.
+MAX_QUEUE_NAME = 100
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A task's send options, checked against the settings they were checked with."""
+
+    settings: HorsiesSettings
+    queue_name: str
+    priority: int
+    good_until: datetime | None
+    idempotency_key: str | None
+
+
+def _check_type(option: str, value: object, expected: type | tuple[type, ...]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, expected)):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        raise TypeError(f"with_options({option}=...) takes {names} or None, got {type(value).__name__}")
+
+
+def _text_problem(value: str, what: str, longest: int) -> str | None:
+    """Why `value` cannot be stored in a text column, or None."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value) > longest:
+        return f"{what} must be at most {longest} characters, got {len(value)}"
+    if "\x00" in value:
+        return f"{what} must not contain a NUL character (\\x00)"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"{what} must not contain a lone surrogate"
+    return None
+
+
+def _aware_datetime(value: datetime | str) -> datetime | str:
+    """`good_until` as an aware datetime, or why it cannot be one."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return f"good_until must be an ISO 8601 date and time with an offset, got {value[:60]!r}"
+        value = parsed
+    try:
+        naive = timezone.is_naive(value)
+    except Exception as exc:  # a tzinfo whose utcoffset() raises
+        return f"good_until has a time zone that cannot be read: {type(exc).__name__}"
+    if naive:
+        return "good_until must be timezone-aware (a naive datetime, or an ISO string without an offset)"
+    return value
+
+
+def _prepare_options(
+    name: str, default_queue: str, options: SendOptions, settings: HorsiesSettings
+) -> Result[_Prepared, TaskSendError]:
+    from .models import MAX_PRIORITY, MIN_PRIORITY
+
+    queue_name = default_queue if options.queue_name is None else options.queue_name
+    problem = _text_problem(queue_name, "queue_name", MAX_QUEUE_NAME) or settings.unknown_queue(queue_name)
+    if problem:
+        return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {name!r}: {problem}")
+    key = options.idempotency_key
+    if key is not None and (problem := _text_problem(key, "idempotency_key", MAX_IDEMPOTENCY_KEY)):
+        return _send_error(
+            TaskSendErrorCode.VALIDATION_FAILED,
+            f"task {name!r}: {problem} (idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters)",
+        )
+    priority = options.priority if options.priority is not None else settings.queue_priority(queue_name)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        return _send_error(
+            TaskSendErrorCode.VALIDATION_FAILED,
+            f"task {name!r}: priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}",
+        )
+    good_until = None if options.good_until is None else _aware_datetime(options.good_until)
+    if isinstance(good_until, str):
+        return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {name!r}: {good_until}")
+    return Ok(_Prepared(settings, queue_name, priority, good_until, key))
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """Whether a database error says the queue's tables do not exist (`migrate` was not run)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if getattr(error, "missing_table", False) or getattr(error, "sqlstate", None) == "42P01":
+            return True
+        if "no such table" in _safe_text(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _safe_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return type(exc).__name__
+
+
+def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: Exception) -> TaskSendError:
+    task_id = str(rows[0].id) if len(rows) == 1 else None
+    if _missing_table(exc):
+        return TaskSendError(
+            code=TaskSendErrorCode.ENQUEUE_FAILED,
+            message=f"task {name!r}: the task table does not exist: run `manage.py migrate` ({_safe_text(exc)})",
+            retryable=False,
+            task_id=task_id,
+        )
+    logger.warning("enqueue failed task=%s count=%d: %s", name, len(rows), _safe_text(exc))
+    return TaskSendError(
+        code=TaskSendErrorCode.ENQUEUE_FAILED,
+        message=f"task {name!r}: database error: {_safe_text(exc)}",
+        retryable=True,
+        task_id=task_id,
+    )
 
 
 def _broker() -> Broker:
@@ -94,11 +214,8 @@ def _broker() -> Broker:
 
 
 def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    # The low-level form: no exception to raise and catch on every send outside a loop.
+    return asyncio._get_running_loop() is not None
 
 
 def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = False) -> Err[TaskSendError]:
@@ -335,6 +452,7 @@ class TaskFunction(Generic[P, T]):
         self.exception_mapper = dict(exception_mapper or {})
         self.rate_limit = rate_limit
         self.options = options
+        self._prepared: _Prepared | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -352,15 +470,23 @@ class TaskFunction(Generic[P, T]):
         *,
         queue_name: str | None = None,
         priority: int | None = None,
-        good_until: datetime | None = None,
+        good_until: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> TaskFunction[P, T]:
         """A copy of this task whose sends use these options (like Django's `Task.using()`).
 
+        `good_until`: an aware `datetime` or an ISO 8601 string with an offset ("...Z").
         `idempotency_key`: while a task of this name with the same key is pending or running, or
         ended less than HORSIES['IDEMPOTENCY_WINDOW_S'] ago (a day by default), a send returns its
         handle instead of queueing another.
+
+        Raises `TypeError` at once for an option of the wrong type; a value of the right type that
+        cannot be used (an empty queue name, a naive datetime) makes each send return `Err`.
         """
+        _check_type("queue_name", queue_name, str)
+        _check_type("priority", priority, int)
+        _check_type("good_until", good_until, (datetime, str))
+        _check_type("idempotency_key", idempotency_key, str)
         current = self.options
         options = SendOptions(
             queue_name=current.queue_name if queue_name is None else queue_name,
@@ -370,6 +496,7 @@ class TaskFunction(Generic[P, T]):
         )
         bound = copy.copy(self)
         bound.options = options
+        bound._prepared = None
         return bound
 
     def code_for_exception(self, exc: BaseException) -> BuiltInTaskCode | str:
@@ -384,62 +511,52 @@ class TaskFunction(Generic[P, T]):
 
     # -- sending ------------------------------------------------------------------------
 
-    def _new_task(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float
-    ) -> Result[NewTask, TaskSendError]:
-        from .broker import NewTask
-        from .models import MAX_PRIORITY, MIN_PRIORITY
-
+    def _prepare(self) -> Result[_Prepared, TaskSendError]:
+        """What every send of this task (with these options) shares, worked out once per settings:
+        the queue, the priority, `good_until` and the idempotency key, each checked."""
         try:
             settings = get_settings()
         except SettingsError as exc:  # `manage.py check` reports it too, unless checks were skipped
             return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"HORSIES setting: {exc} ({exc.hint})")
+        prepared = self._prepared
+        if prepared is not None and prepared.settings is settings:
+            return Ok(prepared)
+        match _prepare_options(self.name, self.queue_name, self.options, settings):
+            case Err() as error:
+                return error
+            case Ok(prepared):
+                self._prepared = prepared
+                return Ok(prepared)
+
+    def _new_task(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float, prepared: _Prepared
+    ) -> Result[NewTask, TaskSendError]:
+        from .broker import NewTask
+
         try:
             arguments_json = self.signature.encode_arguments_json(args, kwargs)
         except CodecError as exc:
             return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {exc}")
-        size = len(arguments_json.encode())
-        if size > settings.max_payload_bytes:
+        limit = prepared.settings.max_payload_bytes
+        # A character takes at most 4 bytes in UTF-8: count them only when it could matter.
+        if len(arguments_json) * 4 > limit and (size := len(arguments_json.encode())) > limit:
             return _send_error(
                 TaskSendErrorCode.PAYLOAD_TOO_LARGE,
-                f"task {self.name!r}: arguments are {size} bytes; HORSIES['MAX_PAYLOAD_BYTES'] is "
-                f"{settings.max_payload_bytes}",
-            )
-        queue_name = self.options.queue_name or self.queue_name
-        unknown = settings.unknown_queue(queue_name)
-        if unknown:
-            return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {unknown}")
-        key = self.options.idempotency_key
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED,
-                f"task {self.name!r}: idempotency_key must be a string of 1 to 255 characters",
-            )
-        priority = self.options.priority if self.options.priority is not None else settings.queue_priority(queue_name)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED,
-                f"task {self.name!r}: priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
-                f"got {priority!r}",
-            )
-        good_until = self.options.good_until
-        if good_until is not None and timezone.is_naive(good_until):
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: good_until must be timezone-aware"
+                f"task {self.name!r}: arguments are {size} bytes; HORSIES['MAX_PAYLOAD_BYTES'] is {limit}",
             )
         now = timezone.now()
         return Ok(
             NewTask(
                 id=uuid.uuid4(),
                 name=self.name,
-                queue_name=queue_name,
-                priority=priority,
+                queue_name=prepared.queue_name,
+                priority=prepared.priority,
                 arguments_json=arguments_json,
-                run_at=now + timedelta(seconds=delay_s),
+                run_at=now + timedelta(seconds=delay_s) if delay_s else now,
                 enqueued_at=now,
-                good_until=good_until,
+                good_until=prepared.good_until,
                 max_retries=self.retry_policy.max_retries if self.retry_policy else 0,
-                idempotency_key=key,
+                idempotency_key=prepared.idempotency_key,
             )
         )
 
@@ -455,36 +572,34 @@ class TaskFunction(Generic[P, T]):
     def _enqueue_rows(
         self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], delay_s: float
     ) -> TaskSendResult[list[TaskHandle[T]]]:
+        match self._prepare():
+            case Err() as failed:
+                return failed
+            case Ok(prepared):
+                pass
         rows: list[NewTask] = []
         for index, (args, kwargs) in enumerate(calls):
-            match self._new_task(args, kwargs, delay_s):
+            match self._new_task(args, kwargs, delay_s, prepared):
                 case Ok(row):
                     rows.append(row)
                 case Err(error):
                     if len(calls) == 1:
                         return Err(error)
                     return Err(dataclasses.replace(error, message=f"call {index}: {error.message}"))
-        if rows[0].idempotency_key is not None and len(rows) > 1:
+        if prepared.idempotency_key is not None and len(rows) > 1:
             return _send_error(
                 TaskSendErrorCode.VALIDATION_FAILED,
                 f"task {self.name!r}: an idempotency_key names one task; send_many() cannot share it",
             )
         try:
-            if rows[0].idempotency_key is not None:
-                window = timedelta(seconds=get_settings().idempotency_window_s)
-                existing_id = _broker().enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
+            broker = _broker()
+            if prepared.idempotency_key is not None:
+                window = timedelta(seconds=prepared.settings.idempotency_window_s)
+                existing_id = broker.enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
                 return Ok([TaskHandle(existing_id, self)])
-            _broker().enqueue_many(rows)
+            broker.enqueue_many(rows)
         except Exception as exc:
-            logger.warning("enqueue failed task=%s count=%d: %s", self.name, len(rows), exc)
-            return Err(
-                TaskSendError(
-                    code=TaskSendErrorCode.ENQUEUE_FAILED,
-                    message=f"task {self.name!r}: database error: {exc}",
-                    retryable=True,
-                    task_id=str(rows[0].id) if len(rows) == 1 else None,
-                )
-            )
+            return Err(_enqueue_failed(self.name, rows, exc))
         return Ok([TaskHandle(str(row.id), self) for row in rows])
 
     def _async_context(self, method: str) -> Err[TaskSendError]:
