@@ -101,6 +101,7 @@ class _Prepared:
     priority: int
     good_until: datetime | None
     idempotency_key: str | None
+    broker: Broker | None = None  # resolved on the first send that gets this far
 
 
 def _check_type(option: str, value: object, expected: type | tuple[type, ...]) -> None:
@@ -592,7 +593,11 @@ class TaskFunction(Generic[P, T]):
                 f"task {self.name!r}: an idempotency_key names one task; send_many() cannot share it",
             )
         try:
-            broker = _broker()
+            broker = prepared.broker
+            if broker is None:
+                # Sends share one broker per settings: it holds no per-connection state for them.
+                broker = _broker()
+                self._prepared = prepared = dataclasses.replace(prepared, broker=broker)
             if prepared.idempotency_key is not None:
                 window = timedelta(seconds=prepared.settings.idempotency_window_s)
                 existing_id = broker.enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
