@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -183,6 +183,14 @@ def _missing_table(exc: BaseException) -> bool:
     return False
 
 
+def _shown(value: object) -> str:
+    """A value for an error message: numbers as themselves, anything else by its type (its
+    `__repr__` is the caller's code, and may raise)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and type(value) in (int, float):
+        return repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge int"
+    return f"a {type(value).__name__}"
+
+
 def _safe_text(exc: BaseException) -> str:
     try:
         return str(exc)
@@ -279,7 +287,7 @@ class TaskHandle(Generic[T]):
         When the time runs out the result is `RetrievalCode.WAIT_TIMEOUT`; the task may still run.
         On PostgreSQL the wait listens for the worker's NOTIFY; elsewhere it polls, briefly at first.
         """
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = _deadline(timeout_ms)
         try:
             broker = _broker()
             waiter = broker.result_waiter(self.task_id)
@@ -306,7 +314,7 @@ class TaskHandle(Generic[T]):
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: waits without holding a thread."""
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = _deadline(timeout_ms)
         delay = 0.002
         poll = sync_to_async(self._poll, thread_sensitive=True)
         while True:
@@ -400,6 +408,24 @@ def cancel_tasks(task_ids: list[str]) -> list[str]:
     except Exception as exc:  # Like get(): report, do not raise; nothing was cancelled.
         logger.warning("cancel failed task_ids=%s: %s", task_ids, exc)
         return []
+
+
+# Longer waits than this are waits with no limit (and keep the arithmetic on floats finite).
+MAX_WAIT_MS = 10 * 365 * 86_400 * 1000
+
+
+def _deadline(timeout_ms: float | None) -> float | None:
+    """The monotonic time a wait of `timeout_ms` ends: None for no limit. Raises `TypeError` for
+    a value that is not a number; NaN and negative numbers mean "look once", like 0."""
+    if timeout_ms is None:
+        return None
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise TypeError(f"timeout_ms must be a number of milliseconds or None, got {type(timeout_ms).__name__}")
+    if not timeout_ms > 0:  # NaN too: it compares false with everything
+        return time.monotonic()
+    if timeout_ms >= MAX_WAIT_MS:
+        return None
+    return time.monotonic() + timeout_ms / 1000
 
 
 def _broker_error(task_id: str, exc: Exception) -> TaskResult[Any, TaskError]:
@@ -622,6 +648,8 @@ class TaskFunction(Generic[P, T]):
         return self._send_many(calls)
 
     def _send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
+        if not isinstance(calls, Iterable):
+            raise TypeError(f"send_many() takes a list of calls, got {type(calls).__name__}")
         bound: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
         for index, call in enumerate(calls):
             if isinstance(call, tuple):
@@ -659,7 +687,7 @@ class TaskFunction(Generic[P, T]):
             return _send_error(
                 TaskSendErrorCode.VALIDATION_FAILED,
                 f"task {self.name!r}: delay_seconds must be a number from 0 to {MAX_DELAY_S} (ten years), "
-                f"got {delay_seconds!r}",
+                f"got {_shown(delay_seconds)}",
             )
         if _in_event_loop():
             return self._async_context("schedule")
@@ -808,14 +836,24 @@ class Horsies:
         return self._tasks.get(name)
 
     def cancel(self, task_id: str | uuid.UUID) -> bool:
-        """Cancel a task by id if it has not ended; True if this call cancelled it."""
+        """Cancel a task by id if it has not ended; True if this call cancelled it. Raises
+        `TypeError` at once if `task_id` is not a `str` or `UUID`; an id that names no task is False."""
+        _check_task_id(task_id)
         return cancel_tasks([str(task_id)]) == [str(task_id)]
 
     def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
-        """A handle for a task sent elsewhere (another request, another process)."""
+        """A handle for a task sent elsewhere (another request, another process). Raises
+        `TypeError` at once if `task_id` is not a `str` or `UUID`; a string that is not a task id
+        gives a handle whose `get()` is `TASK_NOT_FOUND`."""
+        _check_task_id(task_id)
         # No database access here, so this works inside an event loop too; the handle looks its
         # task up when it first reads the result.
         return TaskHandle(str(task_id), None, app=self)
+
+
+def _check_task_id(task_id: object) -> None:
+    if not isinstance(task_id, (str, uuid.UUID)):
+        raise TypeError(f"task_id must be a str or uuid.UUID, got {type(task_id).__name__}")
 
 
 def _check_task_options(
