@@ -61,11 +61,13 @@ _ATOMS = (str, int, bool, type(None))
 _CONTAINERS = (list, tuple, set, frozenset)
 
 
-def find_non_finite(value: Any) -> str | None:
-    """Where NaN or an infinity sits in `value` ("", "[2]", "['a'].b"), or None if there is none.
+def find_unstorable(value: Any) -> tuple[str, str] | None:
+    """Where `value` holds something pydantic would not refuse but would not store faithfully,
+    and what: ("['a'][2]", "is NaN or infinite, ..."), or None if there is nothing.
 
-    JSON cannot spell them, and pydantic writes `null` for one it finds in an untyped place (a
-    `dict`, a `list`, `Any`, or a model field of such a type) instead of refusing it. Walks plain
+    JSON cannot spell NaN or an infinity, and pydantic writes `null` for one it finds in an
+    untyped place (a `dict`, a `list`, `Any`, or a model field of such a type) instead of refusing
+    it; it also writes a lone surrogate in a `dict[str, ...]` key as U+FFFD. Walks plain
     containers, pydantic models and dataclasses; other objects encode through their own type.
     """
     seen: set[int] = set()
@@ -73,21 +75,28 @@ def find_non_finite(value: Any) -> str | None:
     while stack:
         path, item = stack.pop()
         kind = type(item)
+        if kind is str:
+            if not _utf8(item):
+                return path, "holds a lone surrogate, which has no UTF-8 spelling"
+            continue
         if kind in _ATOMS:
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
-                return path
+                return path, "is NaN or infinite, which JSON cannot store"
             continue
         if isinstance(item, Decimal):
             if not item.is_finite():
-                return path
+                return path, "is NaN or infinite, which JSON cannot store"
             continue
         if id(item) in seen:
             continue
         seen.add(id(item))
         if isinstance(item, Mapping):
-            stack.extend((f"{path}[{key!r}]", child) for key, child in item.items())
+            for key, child in item.items():
+                if isinstance(key, str) and not _utf8(key):
+                    return f"{path}[{key!r}]", "is a key with a lone surrogate, which has no UTF-8 spelling"
+                stack.append((f"{path}[{key!r}]", child))
         elif isinstance(item, _CONTAINERS):
             stack.extend((f"{path}[{index}]", child) for index, child in enumerate(item))
         elif isinstance(item, BaseModel):
@@ -98,17 +107,32 @@ def find_non_finite(value: Any) -> str | None:
     return None
 
 
-def _may_hide_non_finite(data: bytes) -> bool:
-    """False when JSON from pydantic cannot stand for NaN or an infinity: pydantic writes them as
-    `null` (or, configured so, as `NaN`/`Infinity`, or as strings), so text without those words
-    holds none and the walk over the value can be skipped."""
-    return b"null" in data or b"NaN" in data or b"Infinity" in data
+def find_non_finite(value: Any) -> str | None:
+    """Where NaN or an infinity sits in `value` ("", "[2]", "['a'].b"), or None if there is none."""
+    found = find_unstorable(value)
+    return found[0] if found and "NaN" in found[1] else None
 
 
-def _refuse_non_finite(value: Any, what: str) -> None:
-    path = find_non_finite(value)
-    if path is not None:
-        raise UnstorableValueError(f"{what}{' at ' + path if path else ''} is NaN or infinite, which JSON cannot store")
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _may_hide_unstorable(data: bytes) -> bool:
+    """False when JSON from pydantic cannot stand for a value it did not store faithfully: it
+    writes NaN and infinities as `null` (or, configured so, `NaN`/`Infinity` or strings) and a
+    lone surrogate in a key as U+FFFD, so text without those holds none and the walk is skipped."""
+    return b"null" in data or b"NaN" in data or b"Infinity" in data or b"\xef\xbf\xbd" in data
+
+
+def _refuse_unstorable(value: Any, what: str) -> None:
+    found = find_unstorable(value)
+    if found is not None:
+        path, problem = found
+        raise UnstorableValueError(f"{what}{' at ' + path if path else ''} {problem}")
 
 
 def check_storable(text: str | bytes, what: str = "the value") -> None:
@@ -251,7 +275,7 @@ class TaskSignature:
                 data = self.arguments_adapter.dump_json(self.arguments_adapter.validate_python(values), warnings=False)
             except Exception:
                 data = None  # The slow path below names the argument at fault.
-            if data is None or (_may_hide_non_finite(data) and find_non_finite(values) is not None):
+            if data is None or (_may_hide_unstorable(data) and find_unstorable(values) is not None):
                 self._encode_one_by_one(values)
                 raise CodecError("the arguments cannot be encoded")  # the loop above raises first
             check_storable(data, "the arguments")
@@ -292,7 +316,7 @@ class TaskSignature:
                 raise CodecError(f"argument {name!r}: {_first_error(exc)}") from exc
             except Exception as exc:
                 raise CodecError(f"argument {name!r} cannot be encoded: {_text(exc)}") from exc
-            _refuse_non_finite(value, f"argument {name!r}")
+            _refuse_unstorable(value, f"argument {name!r}")
 
     def decode_arguments(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
         """Turn stored arguments back into the annotated types; raise `CodecError` if they do not fit."""
@@ -356,7 +380,7 @@ def encode_result_json(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapt
             text = dumps({"err": _error_body(error)})
         elif ok_adapter is None:
             value = result.unwrap()
-            _refuse_non_finite(value, "the ok value")
+            _refuse_unstorable(value, "the ok value")
             text = dumps({"ok": value})
         else:
             value = result.unwrap()
@@ -364,8 +388,8 @@ def encode_result_json(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapt
                 data = ok_adapter.dump_json(value, warnings=False)
             except Exception as exc:
                 raise CodecError(f"the ok value cannot be encoded: {_text(exc)}") from exc
-            if _may_hide_non_finite(data):
-                _refuse_non_finite(value, "the ok value")
+            if _may_hide_unstorable(data):
+                _refuse_unstorable(value, "the ok value")
             try:
                 ok_adapter.validate_python(json.loads(data))
             except (ValidationError, ValueError) as exc:
