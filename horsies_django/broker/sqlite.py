@@ -51,6 +51,12 @@ class SqliteBroker(Broker):
             finally:
                 cursor.close()
 
+    def _utc_text(self, value: datetime) -> str:
+        """`db_datetime` for a database kept in UTC (Django's default): the text Django writes."""
+        if value.tzinfo is not UTC:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).isoformat(" ")
+
     _insert_row = "(?, ?, ?, ?, 'PENDING', ?, NULL, NULL, '', '', 0, ?, 0, ?, ?, ?, 0, ?)"
 
     def enqueue_many(self, tasks: Sequence[NewTask]) -> None:
@@ -59,13 +65,15 @@ class SqliteBroker(Broker):
             return
         # One INSERT is atomic on its own, and in autocommit it is its own transaction: no
         # BEGIN IMMEDIATE/COMMIT around it (it waits for the write lock like any writer).
+        connection = self.connection
+        db_datetime = self._utc_text if connection.timezone is UTC else self.db_datetime
         params: list[Any] = []
         for task in tasks:
-            enqueued_at = self.db_datetime(task.enqueued_at)
+            enqueued_at = db_datetime(task.enqueued_at)
             params += [
                 task.id.hex, task.name, task.queue_name, task.priority, task.arguments_json, task.max_retries,
-                enqueued_at if task.run_at == task.enqueued_at else self.db_datetime(task.run_at), enqueued_at,
-                None if task.good_until is None else self.db_datetime(task.good_until), task.idempotency_key,
+                enqueued_at if task.run_at == task.enqueued_at else db_datetime(task.run_at), enqueued_at,
+                None if task.good_until is None else db_datetime(task.good_until), task.idempotency_key,
             ]  # fmt: skip
         sql = f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES " + ", ".join([self._insert_row] * len(tasks))
         with self.fast_cursor() as cursor:

@@ -279,11 +279,12 @@ class TaskSignature:
                 self._encode_one_by_one(values)
                 raise CodecError("the arguments cannot be encoded")  # the loop above raises first
             check_storable(data, "the arguments")
+            text = data.decode()
             try:
-                self.decode_arguments(json.loads(data))
+                self.decode_arguments(json.loads(text))
             except (CodecError, ValueError) as exc:
                 raise CodecError(f"the arguments do not read back as the task's types: {_text(exc)}") from exc
-            return data.decode()
+            return text
         except CodecError:
             raise
         except Exception as exc:  # a hostile value: __eq__, __hash__ or __str__ that raises, ...
