@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -19,7 +19,7 @@ from django.db import DatabaseError
 from django.utils import timezone
 
 from .broker.base import BrokerError
-from .conf import DEFAULT_QUEUE, SettingsError, get_settings
+from .conf import DEFAULT_QUEUE, HorsiesSettings, SettingsError, get_settings
 from .statuses import ENDED
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import (
@@ -84,8 +84,123 @@ class SendOptions:
 
     queue_name: str | None = None
     priority: int | None = None
-    good_until: datetime | None = None
+    good_until: datetime | str | None = None
     idempotency_key: str | None = None
+
+
+# The column widths of `models.Task`: longer values would be refused by PostgreSQL at insert time.
+MAX_QUEUE_NAME = 100
+MAX_IDEMPOTENCY_KEY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A task's send options, checked against the settings they were checked with."""
+
+    settings: HorsiesSettings
+    queue_name: str
+    priority: int
+    good_until: datetime | None
+    idempotency_key: str | None
+    broker: Broker | None = None  # resolved on the first send that gets this far
+
+
+def _check_type(option: str, value: object, expected: type | tuple[type, ...]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, expected)):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        raise TypeError(f"with_options({option}=...) takes {names} or None, got {type(value).__name__}")
+
+
+def _text_problem(value: str, what: str, longest: int) -> str | None:
+    """Why `value` cannot be stored in a text column, or None."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value) > longest:
+        return f"{what} must be at most {longest} characters, got {len(value)}"
+    if "\x00" in value:
+        return f"{what} must not contain a NUL character (\\x00)"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return f"{what} must not contain a lone surrogate"
+    return None
+
+
+def _aware_datetime(value: datetime | str) -> datetime | str:
+    """`good_until` as an aware datetime, or why it cannot be one."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return f"good_until must be an ISO 8601 date and time with an offset, got {value[:60]!r}"
+        value = parsed
+    try:
+        naive = timezone.is_naive(value)
+    except Exception as exc:  # a tzinfo whose utcoffset() raises
+        return f"good_until has a time zone that cannot be read: {type(exc).__name__}"
+    if naive:
+        return "good_until must be timezone-aware (a naive datetime, or an ISO string without an offset)"
+    return value
+
+
+def _prepare_options(
+    name: str, default_queue: str, options: SendOptions, settings: HorsiesSettings
+) -> Result[_Prepared, TaskSendError]:
+    from .models import MAX_PRIORITY, MIN_PRIORITY
+
+    queue_name = default_queue if options.queue_name is None else options.queue_name
+    problem = _text_problem(queue_name, "queue_name", MAX_QUEUE_NAME) or settings.unknown_queue(queue_name)
+    if problem:
+        return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {name!r}: {problem}")
+    key = options.idempotency_key
+    if key is not None and (problem := _text_problem(key, "idempotency_key", MAX_IDEMPOTENCY_KEY)):
+        return _send_error(
+            TaskSendErrorCode.VALIDATION_FAILED,
+            f"task {name!r}: {problem} (idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters)",
+        )
+    priority = options.priority if options.priority is not None else settings.queue_priority(queue_name)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        return _send_error(
+            TaskSendErrorCode.VALIDATION_FAILED,
+            f"task {name!r}: priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, got {priority!r}",
+        )
+    good_until = None if options.good_until is None else _aware_datetime(options.good_until)
+    if isinstance(good_until, str):
+        return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {name!r}: {good_until}")
+    return Ok(_Prepared(settings, queue_name, priority, good_until, key))
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: numbers as themselves, anything else by its type (its
+    `__repr__` is the caller's code, and may raise)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and type(value) in (int, float):
+        return repr(value) if not isinstance(value, int) or value.bit_length() < 200 else "a huge int"
+    return f"a {type(value).__name__}"
+
+
+def _safe_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return type(exc).__name__
+
+
+def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: BrokerError) -> TaskSendError:
+    task_id = str(rows[0].id) if len(rows) == 1 else None
+    if exc.missing_table:
+        return TaskSendError(
+            code=TaskSendErrorCode.ENQUEUE_FAILED,
+            message=f"task {name!r}: the task table does not exist: run `manage.py migrate` ({_safe_text(exc)})",
+            retryable=False,
+            task_id=task_id,
+        )
+    logger.warning("enqueue failed task=%s count=%d: %s", name, len(rows), _safe_text(exc))
+    return TaskSendError(
+        code=TaskSendErrorCode.ENQUEUE_FAILED,
+        message=f"task {name!r}: database error: {_safe_text(exc)}",
+        retryable=exc.transient,
+        task_id=task_id,
+    )
 
 
 def _broker() -> Broker:
@@ -98,11 +213,8 @@ def _broker() -> Broker:
 
 
 def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    # The low-level form: no exception to raise and catch on every send outside a loop.
+    return asyncio._get_running_loop() is not None
 
 
 def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = False) -> Err[TaskSendError]:
@@ -165,7 +277,7 @@ class TaskHandle(Generic[T]):
         When the time runs out the result is `RetrievalCode.WAIT_TIMEOUT`; the task may still run.
         On PostgreSQL the wait listens for the worker's NOTIFY; elsewhere it polls, briefly at first.
         """
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = _deadline(timeout_ms)
         try:
             broker = _broker()
             waiter = broker.result_waiter(self.task_id)
@@ -192,7 +304,7 @@ class TaskHandle(Generic[T]):
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: waits without holding a thread."""
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        deadline = _deadline(timeout_ms)
         delay = 0.002
         poll = sync_to_async(self._poll, thread_sensitive=True)
         while True:
@@ -288,6 +400,24 @@ def cancel_tasks(task_ids: list[str]) -> list[str]:
         return []
 
 
+# Longer waits than this are waits with no limit (and keep the arithmetic on floats finite).
+MAX_WAIT_MS = 10 * 365 * 86_400 * 1000
+
+
+def _deadline(timeout_ms: float | None) -> float | None:
+    """The monotonic time a wait of `timeout_ms` ends: None for no limit. Raises `TypeError` for
+    a value that is not a number; NaN and negative numbers mean "look once", like 0."""
+    if timeout_ms is None:
+        return None
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise TypeError(f"timeout_ms must be a number of milliseconds or None, got {type(timeout_ms).__name__}")
+    if not timeout_ms > 0:  # NaN too: it compares false with everything
+        return time.monotonic()
+    if timeout_ms >= MAX_WAIT_MS:
+        return None
+    return time.monotonic() + timeout_ms / 1000
+
+
 def _broker_error(task_id: str, exc: Exception) -> TaskResult[Any, TaskError]:
     logger.warning("result lookup failed task_id=%s: %s", task_id, exc)
     return TaskResult(err=TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
@@ -339,6 +469,7 @@ class TaskFunction(Generic[P, T]):
         self.exception_mapper = dict(exception_mapper or {})
         self.rate_limit = rate_limit
         self.options = options
+        self._prepared: _Prepared | None = None
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -356,15 +487,23 @@ class TaskFunction(Generic[P, T]):
         *,
         queue_name: str | None = None,
         priority: int | None = None,
-        good_until: datetime | None = None,
+        good_until: datetime | str | None = None,
         idempotency_key: str | None = None,
     ) -> TaskFunction[P, T]:
         """A copy of this task whose sends use these options (like Django's `Task.using()`).
 
+        `good_until`: an aware `datetime` or an ISO 8601 string with an offset ("...Z").
         `idempotency_key`: while a task of this name with the same key is pending or running, or
         ended less than HORSIES['IDEMPOTENCY_WINDOW_S'] ago (a day by default), a send returns its
         handle instead of queueing another.
+
+        Raises `TypeError` at once for an option of the wrong type; a value of the right type that
+        cannot be used (an empty queue name, a naive datetime) makes each send return `Err`.
         """
+        _check_type("queue_name", queue_name, str)
+        _check_type("priority", priority, int)
+        _check_type("good_until", good_until, (datetime, str))
+        _check_type("idempotency_key", idempotency_key, str)
         current = self.options
         options = SendOptions(
             queue_name=current.queue_name if queue_name is None else queue_name,
@@ -374,6 +513,7 @@ class TaskFunction(Generic[P, T]):
         )
         bound = copy.copy(self)
         bound.options = options
+        bound._prepared = None
         return bound
 
     def code_for_exception(self, exc: BaseException) -> BuiltInTaskCode | str:
@@ -388,62 +528,52 @@ class TaskFunction(Generic[P, T]):
 
     # -- sending ------------------------------------------------------------------------
 
-    def _new_task(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float
-    ) -> Result[NewTask, TaskSendError]:
-        from .broker import NewTask
-        from .models import MAX_PRIORITY, MIN_PRIORITY
-
+    def _prepare(self) -> Result[_Prepared, TaskSendError]:
+        """What every send of this task (with these options) shares, worked out once per settings:
+        the queue, the priority, `good_until` and the idempotency key, each checked."""
         try:
             settings = get_settings()
         except SettingsError as exc:  # `manage.py check` reports it too, unless checks were skipped
             return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"HORSIES setting: {exc} ({exc.hint})")
+        prepared = self._prepared
+        if prepared is not None and prepared.settings is settings:
+            return Ok(prepared)
+        match _prepare_options(self.name, self.queue_name, self.options, settings):
+            case Err() as error:
+                return error
+            case Ok(prepared):
+                self._prepared = prepared
+                return Ok(prepared)
+
+    def _new_task(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], delay_s: float, prepared: _Prepared
+    ) -> Result[NewTask, TaskSendError]:
+        from .broker import NewTask
+
         try:
             arguments_json = self.signature.encode_arguments_json(args, kwargs)
         except CodecError as exc:
             return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {exc}")
-        size = len(arguments_json.encode())
-        if size > settings.max_payload_bytes:
+        limit = prepared.settings.max_payload_bytes
+        # A character takes at most 4 bytes in UTF-8: count them only when it could matter.
+        if len(arguments_json) * 4 > limit and (size := len(arguments_json.encode())) > limit:
             return _send_error(
                 TaskSendErrorCode.PAYLOAD_TOO_LARGE,
-                f"task {self.name!r}: arguments are {size} bytes; HORSIES['MAX_PAYLOAD_BYTES'] is "
-                f"{settings.max_payload_bytes}",
-            )
-        queue_name = self.options.queue_name or self.queue_name
-        unknown = settings.unknown_queue(queue_name)
-        if unknown:
-            return _send_error(TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {unknown}")
-        key = self.options.idempotency_key
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255):
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED,
-                f"task {self.name!r}: idempotency_key must be a string of 1 to 255 characters",
-            )
-        priority = self.options.priority if self.options.priority is not None else settings.queue_priority(queue_name)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not MIN_PRIORITY <= priority <= MAX_PRIORITY:
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED,
-                f"task {self.name!r}: priority must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, "
-                f"got {priority!r}",
-            )
-        good_until = self.options.good_until
-        if good_until is not None and timezone.is_naive(good_until):
-            return _send_error(
-                TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: good_until must be timezone-aware"
+                f"task {self.name!r}: arguments are {size} bytes; HORSIES['MAX_PAYLOAD_BYTES'] is {limit}",
             )
         now = timezone.now()
         return Ok(
             NewTask(
                 id=uuid.uuid4(),
                 name=self.name,
-                queue_name=queue_name,
-                priority=priority,
+                queue_name=prepared.queue_name,
+                priority=prepared.priority,
                 arguments_json=arguments_json,
-                run_at=now + timedelta(seconds=delay_s),
+                run_at=now + timedelta(seconds=delay_s) if delay_s else now,
                 enqueued_at=now,
-                good_until=good_until,
+                good_until=prepared.good_until,
                 max_retries=self.retry_policy.max_retries if self.retry_policy else 0,
-                idempotency_key=key,
+                idempotency_key=prepared.idempotency_key,
             )
         )
 
@@ -459,36 +589,38 @@ class TaskFunction(Generic[P, T]):
     def _enqueue_rows(
         self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], delay_s: float
     ) -> TaskSendResult[list[TaskHandle[T]]]:
+        match self._prepare():
+            case Err() as failed:
+                return failed
+            case Ok(prepared):
+                pass
         rows: list[NewTask] = []
         for index, (args, kwargs) in enumerate(calls):
-            match self._new_task(args, kwargs, delay_s):
+            match self._new_task(args, kwargs, delay_s, prepared):
                 case Ok(row):
                     rows.append(row)
                 case Err(error):
                     if len(calls) == 1:
                         return Err(error)
                     return Err(dataclasses.replace(error, message=f"call {index}: {error.message}"))
-        if rows[0].idempotency_key is not None and len(rows) > 1:
+        if prepared.idempotency_key is not None and len(rows) > 1:
             return _send_error(
                 TaskSendErrorCode.VALIDATION_FAILED,
                 f"task {self.name!r}: an idempotency_key names one task; send_many() cannot share it",
             )
         try:
-            if rows[0].idempotency_key is not None:
-                window = timedelta(seconds=get_settings().idempotency_window_s)
-                existing_id = _broker().enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
+            broker = prepared.broker
+            if broker is None:
+                # Sends share one broker per settings: it holds no per-connection state for them.
+                broker = _broker()
+                self._prepared = prepared = dataclasses.replace(prepared, broker=broker)
+            if prepared.idempotency_key is not None:
+                window = timedelta(seconds=prepared.settings.idempotency_window_s)
+                existing_id = broker.enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
                 return Ok([TaskHandle(existing_id, self)])
-            _broker().enqueue_many(rows)
+            broker.enqueue_many(rows)
         except BrokerError as exc:
-            logger.warning("enqueue failed task=%s count=%d: %s", self.name, len(rows), exc)
-            return Err(
-                TaskSendError(
-                    code=TaskSendErrorCode.ENQUEUE_FAILED,
-                    message=f"task {self.name!r}: database error: {exc}",
-                    retryable=True,
-                    task_id=str(rows[0].id) if len(rows) == 1 else None,
-                )
-            )
+            return Err(_enqueue_failed(self.name, rows, exc))
         return Ok([TaskHandle(str(row.id), self) for row in rows])
 
     def _async_context(self, method: str) -> Err[TaskSendError]:
@@ -506,6 +638,8 @@ class TaskFunction(Generic[P, T]):
         return self._send_many(calls)
 
     def _send_many(self, calls: Sequence[tuple[Any, ...] | Mapping[str, Any]]) -> TaskSendResult[list[TaskHandle[T]]]:
+        if not isinstance(calls, Iterable):
+            raise TypeError(f"send_many() takes a list of calls, got {type(calls).__name__}")
         bound: list[tuple[tuple[Any, ...], Mapping[str, Any]]] = []
         for index, call in enumerate(calls):
             if isinstance(call, tuple):
@@ -543,7 +677,7 @@ class TaskFunction(Generic[P, T]):
             return _send_error(
                 TaskSendErrorCode.VALIDATION_FAILED,
                 f"task {self.name!r}: delay_seconds must be a number from 0 to {MAX_DELAY_S} (ten years), "
-                f"got {delay_seconds!r}",
+                f"got {_shown(delay_seconds)}",
             )
         if _in_event_loop():
             return self._async_context("schedule")
@@ -692,14 +826,24 @@ class Horsies:
         return self._tasks.get(name)
 
     def cancel(self, task_id: str | uuid.UUID) -> bool:
-        """Cancel a task by id if it has not ended; True if this call cancelled it."""
+        """Cancel a task by id if it has not ended; True if this call cancelled it. Raises
+        `TypeError` at once if `task_id` is not a `str` or `UUID`; an id that names no task is False."""
+        _check_task_id(task_id)
         return cancel_tasks([str(task_id)]) == [str(task_id)]
 
     def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
-        """A handle for a task sent elsewhere (another request, another process)."""
+        """A handle for a task sent elsewhere (another request, another process). Raises
+        `TypeError` at once if `task_id` is not a `str` or `UUID`; a string that is not a task id
+        gives a handle whose `get()` is `TASK_NOT_FOUND`."""
+        _check_task_id(task_id)
         # No database access here, so this works inside an event loop too; the handle looks its
         # task up when it first reads the result.
         return TaskHandle(str(task_id), None, app=self)
+
+
+def _check_task_id(task_id: object) -> None:
+    if not isinstance(task_id, (str, uuid.UUID)):
+        raise TypeError(f"task_id must be a str or uuid.UUID, got {type(task_id).__name__}")
 
 
 def _check_task_options(

@@ -6,7 +6,6 @@ import asyncio
 import inspect
 import json
 import logging
-import math
 import re
 import traceback
 from contextvars import ContextVar
@@ -16,7 +15,7 @@ from typing import Any
 from ..app import Horsies
 from ..broker import ClaimedTask
 from ..statuses import ERROR_CODE_MAX_LENGTH
-from ..types.codec import CodecError, dumps, encode_error, encode_result_json
+from ..types.codec import dumps, encode_error, encode_result_json
 from ..types.codes import BuiltInTaskCode, ContractCode, OperationalErrorCode
 from ..types.results import TaskError, TaskResult
 
@@ -167,17 +166,6 @@ def storable(outcome: Outcome, task_name: str) -> Outcome:
     )
 
 
-def _has_non_finite(value: Any) -> bool:
-    """Whether a float NaN or infinity hides in `value` (pydantic would write it as null)."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_has_non_finite(item) for item in value.values())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return any(_has_non_finite(item) for item in value)
-    return False
-
-
 @dataclass(frozen=True, slots=True)
 class TaskContext:
     """What a running task may want to know about itself (see `current_task()`)."""
@@ -281,8 +269,6 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
                 f"task {claimed.name!r} returned an ok value that does not fit its declared type: {safe_str(exc)}",
             )
     try:
-        if returned.is_ok() and _has_non_finite(task.signature.ok_adapter.dump_python(returned.unwrap())):
-            raise CodecError("it holds a float NaN or infinity, which JSON cannot spell")
         envelope = encode_result_json(returned, task.signature.ok_adapter)
     except Exception as exc:  # CodecError, or whatever a hostile value raises while it is encoded
         return failure(

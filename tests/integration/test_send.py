@@ -97,7 +97,7 @@ def test_payload_over_the_limit_is_refused(settings: Any) -> None:
     assert Task.objects.count() == 0
 
 
-def test_database_error_is_enqueue_failed_and_retryable() -> None:
+def test_missing_table_says_run_migrate_and_is_not_retryable() -> None:
     with connection.cursor() as cursor:
         cursor.execute("ALTER TABLE horsies_task RENAME TO horsies_task_away")
     try:
@@ -107,8 +107,61 @@ def test_database_error_is_enqueue_failed_and_retryable() -> None:
             cursor.execute("ALTER TABLE horsies_task_away RENAME TO horsies_task")
     assert isinstance(result, Err)
     assert result.err_value.code == TaskSendErrorCode.ENQUEUE_FAILED
-    assert result.err_value.retryable
+    assert "run `manage.py migrate`" in result.err_value.message
+    assert not result.err_value.retryable
     assert result.err_value.task_id is not None
+    assert Task.objects.count() == 0
+
+
+def test_locked_table_is_enqueue_failed_and_retryable() -> None:
+    """A database that cannot take the row now (here: another connection holds the write lock
+    past this one's wait) is a retryable ENQUEUE_FAILED, not an exception."""
+    locked, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        from django.db import connections
+
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute("LOCK TABLE horsies_task IN EXCLUSIVE MODE")
+                else:
+                    cursor.execute(
+                        "INSERT INTO horsies_worker (id, hostname, pid, queues, concurrency, pool, "
+                        "started_at, last_heartbeat_at) VALUES ('lock', 'h', 1, '[]', 1, 't', "
+                        "'2026-01-01', '2026-01-01')"
+                    )
+                locked.set()
+                release.wait(30)
+                raise RuntimeError("roll back")
+        except RuntimeError:
+            pass
+        finally:
+            connections.close_all()
+            done.set()
+
+    thread = threading.Thread(target=hold_lock)
+    thread.start()
+    assert locked.wait(30)
+    try:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET lock_timeout = '50ms'")
+            else:
+                cursor.execute("PRAGMA busy_timeout = 50")
+        result = add.send(1)
+    finally:
+        release.set()
+        thread.join()
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("RESET lock_timeout")
+            else:
+                cursor.execute("PRAGMA busy_timeout = 20000")
+    assert isinstance(result, Err)
+    assert result.err_value.code == TaskSendErrorCode.ENQUEUE_FAILED
+    assert result.err_value.retryable
+    assert "database error" in result.err_value.message
     assert Task.objects.count() == 0
 
 
