@@ -22,6 +22,11 @@ class TaskStatus(models.TextChoices):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
 
+    @property
+    def is_terminal(self) -> bool:
+        """Whether a task in this status has ended for good (horsies' `TaskStatus.is_terminal`)."""
+        return self in TERMINAL_STATUSES
+
 
 TERMINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 HELD_STATUSES = frozenset({TaskStatus.CLAIMED, TaskStatus.RUNNING})
@@ -42,6 +47,10 @@ class Task(models.Model):
     error_traceback = models.TextField(blank=True, default="")
     attempt = models.PositiveIntegerField(default=0, help_text="Tries started so far.")
     max_retries = models.PositiveIntegerField(default=0)
+    # db_default: the broker inserts rows with raw SQL that names only the columns it sets.
+    retry_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Times it was put back to run again by its RetryPolicy."
+    )
     crash_reruns = models.PositiveIntegerField(default=0, help_text="Re-runs after a worker was lost.")
     run_at = models.DateTimeField(help_text="Not claimed before this time.")
     enqueued_at = models.DateTimeField(db_index=True)

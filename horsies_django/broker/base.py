@@ -394,7 +394,10 @@ class Broker:
         "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
         "error_traceback = v.error_traceback, finished_at = v.finished_at, lease_expires_at = NULL, "
         "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
-        "crash_reruns = {t}.crash_reruns + v.crash"
+        "crash_reruns = {t}.crash_reruns + v.crash, "
+        # Back to PENDING, neither released at shutdown nor after a crash: a RetryPolicy retry.
+        "retry_count = {t}.retry_count + CASE WHEN v.status = 'PENDING' AND v.uncount = 0 AND v.crash = 0 "
+        "THEN 1 ELSE 0 END"
     )
     finish_where = "{t}.id = v.id AND {t}.claim_token = v.token AND {t}.status IN ('CLAIMED', 'RUNNING')"
     attempt_insert = (

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, get_args, get_origin, get_type_hints
 
 from pydantic import TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
 
 from .codes import BUILTIN_CODES
 from .results import TaskError, TaskResult
@@ -150,11 +151,17 @@ def _first_error(exc: ValidationError) -> str:
 
 def _error_body(error: TaskError) -> dict[str, Any]:
     code = error.error_code
+    try:
+        # Any value pydantic can dump (models, dataclasses, datetimes, UUIDs, ...), as horsies takes it.
+        data = to_jsonable_python(error.data)
+        exception = to_jsonable_python(error.exception)
+    except Exception as exc:  # pydantic raises several error types for values it cannot dump
+        raise CodecError(f"TaskError.data cannot be encoded as JSON: {exc}") from exc
     return {
         "error_code": None if code is None else str(code),
         "message": error.message,
-        "data": error.data,
-        "exception": error.exception,
+        "data": data,
+        "exception": exception,
     }
 
 

@@ -112,8 +112,9 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
             data={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
         )
     if not isinstance(returned, TaskResult):
+        # horsies' code for this; RETURN_TYPE_MISMATCH is kept for an ok value of the wrong type.
         return failure(
-            ContractCode.RETURN_TYPE_MISMATCH,
+            OperationalErrorCode.TASK_EXCEPTION,
             f"task {claimed.name!r} returned {type(returned).__name__}, not a TaskResult",
         )
     if returned.is_ok():
