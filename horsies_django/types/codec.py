@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin, get_type_hints
@@ -30,6 +31,24 @@ def dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise CodecError(str(exc)) from exc
+
+
+# A NUL character as JSON spells it (an even run of backslashes, then \u0000).
+_JSON_NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
+
+
+def dumps_storable(value: Any) -> str:
+    """`dumps`, also refusing text that a database refuses, so that the refusal comes before the
+    write and not from it (a failed write would fail the same way on every try): a lone surrogate
+    is not UTF-8, and PostgreSQL stores no NUL character, in text or in JSON."""
+    text = dumps(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise CodecError(f"text with a lone surrogate ({text[exc.start : exc.end]!r}) cannot be stored") from exc
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise CodecError("text with a NUL character (\\x00) cannot be stored")
+    return text
 
 
 def loads(raw: str | bytes | Any) -> Any:
@@ -168,7 +187,7 @@ def _error_body(error: TaskError) -> dict[str, Any]:
 def encode_error(error: TaskError) -> dict[str, Any]:
     """Encode a TaskError as plain JSON data; raise `CodecError` if its `data` is not JSON."""
     body = _error_body(error)
-    dumps(body)  # Fail here, with the worker still holding the task, rather than at write time.
+    dumps_storable(body)  # Fail here, with the worker still holding the task, rather than at write time.
     return body
 
 
@@ -189,13 +208,13 @@ def encode_result(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[An
     """Encode a TaskResult envelope: `{"ok": value}` or `{"err": {...}}`; raise `CodecError` if it
     is not JSON."""
     envelope = _envelope(result, ok_adapter)
-    dumps(envelope)
+    dumps_storable(envelope)
     return envelope
 
 
 def encode_result_json(result: TaskResult[Any, TaskError], ok_adapter: TypeAdapter[Any] | None) -> str:
     """`encode_result` as the JSON text to store, encoded once."""
-    return dumps(_envelope(result, ok_adapter))
+    return dumps_storable(_envelope(result, ok_adapter))
 
 
 def decode_error(body: Mapping[str, Any]) -> TaskError:

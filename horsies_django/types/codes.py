@@ -76,6 +76,7 @@ def builtin_code(value: str) -> BuiltInTaskCode | None:
 
 
 _CODE_SPELLING = re.compile(r"^[A-Z][A-Z0-9_]*$")
+MAX_CODE_LENGTH = 100  # the width of the error_code columns
 
 
 def code_spelling_problem(code: object, where: str) -> str | None:
@@ -84,6 +85,10 @@ def code_spelling_problem(code: object, where: str) -> str | None:
     Codes are UPPER_SNAKE_CASE strings, as in horsies: an exception class name such as
     "TimeoutError" in `auto_retry_for` would never match a stored code, so it is refused early.
     """
-    if not isinstance(code, str) or not _CODE_SPELLING.match(code):
-        return f"{where} must be an UPPER_SNAKE_CASE error code such as 'RATE_LIMITED', got {code!r}"
+    if not isinstance(code, str) or not _CODE_SPELLING.match(code) or len(code) > MAX_CODE_LENGTH:
+        shown = repr(code) if not isinstance(code, str) or len(code) <= 60 else f"{code[:60]!r}... ({len(code)} chars)"
+        return (
+            f"{where} must be an UPPER_SNAKE_CASE error code of at most {MAX_CODE_LENGTH} characters "
+            f"such as 'RATE_LIMITED', got {shown}"
+        )
     return None

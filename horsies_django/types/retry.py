@@ -25,7 +25,9 @@ class RetryPolicy:
     raise `ValueError` when the policy is built, that is, when the task module is imported.
     """
 
-    auto_retry_for: Sequence[str | BuiltInTaskCode]
+    # Required in effect; the default only lets a missing list be a ValueError like every other
+    # bad setting, as horsies' validation error is, instead of a TypeError.
+    auto_retry_for: Sequence[str | BuiltInTaskCode] = ()
     max_retries: int = 3
     intervals: Sequence[float] = field(default=(60, 300, 900))
     backoff_strategy: Literal["fixed", "exponential"] = "fixed"
@@ -81,9 +83,11 @@ class RetryPolicy:
 
     @classmethod
     def fixed(
-        cls, intervals: Sequence[float], *, auto_retry_for: Sequence[str | BuiltInTaskCode], jitter: bool = True
+        cls, intervals: Sequence[float], *, auto_retry_for: Sequence[str | BuiltInTaskCode] = (), jitter: bool = True
     ) -> RetryPolicy:
         """One retry per interval, waiting each interval in turn."""
+        if isinstance(intervals, (str, bytes)) or not isinstance(intervals, Sequence):
+            raise ValueError(f"intervals must list one delay in seconds per retry, got {intervals!r}")
         return cls(
             auto_retry_for=auto_retry_for,
             max_retries=len(intervals),
@@ -98,7 +102,7 @@ class RetryPolicy:
         base_seconds: float,
         *,
         max_retries: int,
-        auto_retry_for: Sequence[str | BuiltInTaskCode],
+        auto_retry_for: Sequence[str | BuiltInTaskCode] = (),
         jitter: bool = True,
         max_delay_seconds: float | None = None,
     ) -> RetryPolicy:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from ..app import Horsies
 from ..broker import ClaimedTask
 from ..types.codec import CodecError, dumps, encode_error, encode_result_json
 from ..types.codes import BuiltInTaskCode, ContractCode, OperationalErrorCode
-from ..types.results import TaskError, TaskResult
+from ..types.results import TaskError, TaskResult, flatten_exception
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -35,14 +34,10 @@ def failure(
 ) -> Outcome:
     exception_info = None
     formatted = ""
+    message = _storable(message)
     if exception is not None:
-        formatted = "".join(traceback.format_exception(exception))
-        exception_info = {
-            "type": type(exception).__qualname__,
-            "module": type(exception).__module__,
-            "message": str(exception),
-            "traceback": formatted,
-        }
+        exception_info = {key: _storable(value) for key, value in flatten_exception(exception).items()}
+        formatted = exception_info["traceback"]
     error = TaskError(error_code=code, message=message, data=data, exception=exception_info)
     return Outcome(
         ok=False,
@@ -51,6 +46,12 @@ def failure(
         error_message=message,
         error_traceback=formatted,
     )
+
+
+def _storable(text: str) -> str:
+    # An exception's text is the task's own; a lone surrogate or (on PostgreSQL) a NUL in it
+    # would fail every write of the outcome. Keep what can be stored and escape the rest.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
 
 
 @dataclass(frozen=True, slots=True)

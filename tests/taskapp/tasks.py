@@ -175,3 +175,14 @@ def known_nowhere() -> TaskResult[int, TaskError]:
 def scheduled_probe(scheduled_at: datetime, label: str = "") -> TaskResult[str, TaskError]:
     """Sent by the schedules in tests/integration/test_schedules.py; the scheduler fills `scheduled_at`."""
     return TaskResult(ok=f"{label} {scheduled_at.isoformat()}")
+
+
+# horsies' "Don't call .send() at module level": autodiscovery imports this module with sends
+# suppressed, so this is Err(SEND_SUPPRESSED) and writes nothing, in the test process and in every
+# worker process and child (tests/integration/test_horsies_compat.py checks both).
+@app.task("tests.import_time")
+def import_time() -> TaskResult[None, TaskError]:
+    return TaskResult(ok=None)
+
+
+SENT_AT_IMPORT = import_time.send()

@@ -21,6 +21,7 @@ from horsies_django.types.codec import (
     decode_result,
     dumps,
     encode_result,
+    encode_result_json,
 )
 
 
@@ -306,11 +307,11 @@ class _BadStr:
 
 @pytest.mark.parametrize(
     "data",
-    [object(), {"x": math.nan}, {"x": math.inf}, _BadStr(), b"\xff\xfe"],
-    ids=["object", "nan", "inf", "bad-str", "non-utf8-bytes"],
+    [object(), {"x": math.nan}, {"x": math.inf}, _BadStr(), b"\xff\xfe", "\ud800", {"k": ["\x00"]}],
+    ids=["object", "nan", "inf", "bad-str", "non-utf8-bytes", "surrogate", "nul"],
 )
 def test_err_data_the_codec_cannot_encode_is_a_codec_error(data: Any) -> None:
-    with pytest.raises(CodecError, match=r"TaskError\.data|JSON|NaN|nan|inf"):
+    with pytest.raises(CodecError, match=r"TaskError\.data|JSON|NaN|nan|inf|NUL|surrogate"):
         encode_result(TaskResult(err=TaskError(error_code="X", data=data)), None)
 
 
@@ -328,15 +329,27 @@ class _Point:
         (UUID(int=1), "00000000-0000-0000-0000-000000000001"),
         (Decimal("1.50"), "1.50"),
         (_Point(1, datetime(2026, 1, 1, tzinfo=UTC)), {"x": 1, "when": "2026-01-01T00:00:00Z"}),
-        ({"nested": [1, "\x00", None]}, {"nested": [1, "\x00", None]}),
+        ({"nested": [1, "\\u0000", None]}, {"nested": [1, "\\u0000", None]}),
         (10**30, 10**30),
     ],
-    ids=["set", "datetime", "uuid", "decimal", "dataclass", "nul", "huge-int"],
+    ids=["set", "datetime", "uuid", "decimal", "dataclass", "escaped-nul", "huge-int"],
 )
 def test_err_data_takes_anything_the_codec_can_encode(data: Any, stored: Any) -> None:
     envelope = encode_result(TaskResult(err=TaskError(error_code="X", data=data)), None)
     assert envelope["err"]["data"] == stored
     assert decode_result(json.loads(dumps(envelope)), None).unwrap_err().data == stored
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b", "\\\x00"], ids=["surrogate", "nul", "backslash-nul"])
+def test_text_a_database_refuses_is_a_codec_error_before_the_write(text: str) -> None:
+    for result in (
+        TaskResult(ok=text),
+        TaskResult(err=TaskError(message=text)),
+        TaskResult(err=TaskError(error_code=text)),
+    ):
+        with pytest.raises(CodecError, match="surrogate|NUL"):
+            encode_result_json(result, None)
+    assert encode_result_json(TaskResult(ok="\\u0000"), None) == '{"ok":"\\\\u0000"}'
 
 
 def test_ok_value_not_json_is_a_codec_error() -> None:
