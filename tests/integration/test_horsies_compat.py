@@ -541,3 +541,22 @@ def test_no_worker_process_or_child_sends_at_import() -> None:
     assert completed.returncode == 0, completed.stderr
     assert Run.objects.filter(key="child-ran").exists()  # a child started Django and ran a task
     assert not Task.objects.filter(name="tests.import_time").exists()
+
+
+def test_async_twins_of_info_and_get_keep_the_same_rules() -> None:
+    from asgiref.sync import async_to_sync
+
+    handle = validate_order.send("big").unwrap()
+    run_all()
+
+    async def in_a_view() -> tuple[Any, Any]:
+        info = await handle.info_async(include_failed_reason=True, include_attempts=True)
+        return info, await handle.get_async(timeout_ms=1000)
+
+    info, result = async_to_sync(in_a_view)()
+    assert info.unwrap().failed_reason == "Order big exceeds limit"
+    assert [a.outcome for a in info.unwrap().attempts] == [TaskAttemptOutcome.FAILED]
+    assert result.unwrap_err().error_code == "ORDER_LIMIT_EXCEEDED"
+    with table_gone():
+        assert async_to_sync(handle.get_async)(timeout_ms=10) == result  # kept on the handle
+        assert async_to_sync(handle.info_async)().unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
