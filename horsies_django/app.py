@@ -755,12 +755,16 @@ class TaskFunction(Generic[P, T]):
                 f"task {self.name!r}: this error is from a {origin}(); replay it with {other}()",
             )
         task_uuid = _parse_task_id(error.task_id)
-        if task_uuid is None or payload.fingerprint() != payload.enqueue_sha:
-            return _send_error(
-                TaskSendErrorCode.PAYLOAD_MISMATCH,
-                f"task {self.name!r}: the payload was altered after the send failed; send the task anew",
-            )
-        delay = timedelta(seconds=payload.enqueue_delay_seconds or 0)
+        altered = _send_error(
+            TaskSendErrorCode.PAYLOAD_MISMATCH,
+            f"task {self.name!r}: the payload was altered after the send failed; send the task anew",
+        )
+        try:
+            if task_uuid is None or payload.fingerprint() != payload.enqueue_sha:
+                return altered
+            run_at = payload.sent_at + timedelta(seconds=payload.enqueue_delay_seconds or 0)
+        except (TypeError, ValueError, AttributeError, OverflowError):  # fields replaced by hand
+            return altered
         return Ok(
             NewTask(
                 id=task_uuid,
@@ -768,7 +772,7 @@ class TaskFunction(Generic[P, T]):
                 queue_name=payload.queue_name,
                 priority=payload.priority,
                 arguments_json=payload.kwargs_json,
-                run_at=payload.sent_at + delay,
+                run_at=run_at,
                 enqueued_at=payload.sent_at,
                 good_until=payload.good_until,
                 max_retries=payload.max_retries,

@@ -560,3 +560,49 @@ def test_async_twins_of_info_and_get_keep_the_same_rules() -> None:
     with table_gone():
         assert async_to_sync(handle.get_async)(timeout_ms=10) == result  # kept on the handle
         assert async_to_sync(handle.info_async)().unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
+
+
+class _BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+HOSTILE_PAYLOAD_FIELDS = [
+    ("sent_at-text", {"sent_at": "2026-01-01"}),
+    ("sent_at-none", {"sent_at": None}),
+    ("priority-none", {"priority": None}),
+    ("priority-huge", {"priority": 10**30}),
+    ("kwargs-not-text", {"kwargs_json": 5}),
+    ("kwargs-surrogate", {"kwargs_json": '{"a":"\ud800","b":2}'}),
+    ("kwargs-nul", {"kwargs_json": '{"a":"\x00","b":2}'}),
+    ("delay-nan", {"enqueue_delay_seconds": float("nan")}),
+    ("delay-inf", {"enqueue_delay_seconds": float("inf")}),
+    ("good_until-text", {"good_until": "soon"}),
+    ("name-bad-str", {"task_name": _BadStr()}),
+]
+
+
+@pytest.mark.parametrize("fields", [f[1] for f in HOSTILE_PAYLOAD_FIELDS], ids=[f[0] for f in HOSTILE_PAYLOAD_FIELDS])
+def test_a_payload_changed_by_hand_is_refused(fields: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    err = _failed_send(capsys)
+    assert err.payload is not None
+    altered = dataclasses.replace(err, payload=dataclasses.replace(err.payload, **fields))
+    # A delay or another task's name is refused before the fingerprint is compared.
+    assert my_task.retry_send(altered).unwrap_err().code in ("PAYLOAD_MISMATCH", "VALIDATION_FAILED")
+    assert not Task.objects.exists()
+
+
+RESEALED = ["priority-none", "priority-huge", "kwargs-surrogate", "kwargs-nul"]
+
+
+@pytest.mark.parametrize("name", RESEALED)
+def test_a_forged_payload_with_a_fresh_fingerprint_is_refused_without_raising(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _failed_send(capsys)
+    assert err.payload is not None
+    fields = dict(HOSTILE_PAYLOAD_FIELDS)[name]
+    forged = dataclasses.replace(err, payload=dataclasses.replace(err.payload, **fields, enqueue_sha=""))
+    result = my_task.retry_send(forged)
+    assert is_err(result) and result.err_value.code in ("ENQUEUE_FAILED", "PAYLOAD_MISMATCH", "VALIDATION_FAILED")
+    assert not Task.objects.exists()
