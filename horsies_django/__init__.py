@@ -6,7 +6,7 @@ from horsies_django import app, TaskResult, TaskError
 def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app, suppress_sends
 from .types.codec import TaskDefinitionError
@@ -33,6 +33,10 @@ from .types.results import (
 from .types.retry import RetryPolicy
 from .types.status import TaskAttemptOutcome
 from .worker.execute import TaskContext, current_task
+
+if TYPE_CHECKING:  # at run time these come from __getattr__ below, once Django has loaded the apps
+    from .models import TERMINAL_STATUSES as TASK_TERMINAL_STATES
+    from .models import TaskStatus
 
 __all__ = [
     "TASK_TERMINAL_STATES",

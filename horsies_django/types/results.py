@@ -115,7 +115,9 @@ class TaskError(BaseModel):
     error_code: BuiltInTaskCode | str | None = None
     message: str | None = None
     data: Any = None
-    exception: dict[str, Any] | None = None
+    # Typed as horsies types it, so that `TaskError(exception=exc)` type-checks; the validator
+    # below turns an exception into its dict at once, so a TaskError only ever holds a dict.
+    exception: dict[str, Any] | BaseException | None = None
 
     @field_validator("error_code", mode="before")
     @classmethod

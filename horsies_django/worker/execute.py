@@ -136,7 +136,7 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     if returned.is_ok():
         return Outcome(ok=True, result_json=envelope)
     error = returned.unwrap_err()
-    exception = error.exception or {}
+    exception = error.exception if isinstance(error.exception, dict) else {}
     return Outcome(
         ok=False,
         result_json=envelope,
