@@ -8,7 +8,9 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -20,8 +22,8 @@ from django.utils import timezone
 
 from .broker.base import BrokerError
 from .conf import DEFAULT_QUEUE, HorsiesSettings, SettingsError, get_settings
-from .statuses import ENDED
-from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
+from .statuses import ENDED, AttemptOutcome
+from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result, loads
 from .types.codes import (
     BUILTIN_CODES,
     BuiltInTaskCode,
@@ -29,12 +31,15 @@ from .types.codes import (
     OutcomeCode,
     RetrievalCode,
     TaskSendErrorCode,
+    code_spelling_problem,
 )
-from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendPayload, TaskSendResult
 from .types.retry import RateLimit, RetryPolicy
+from .types.status import TaskAttemptOutcome
 
 if TYPE_CHECKING:
     from .broker import Broker, NewTask
+    from .models import TaskStatus
 
 logger = logging.getLogger("horsies_django")
 
@@ -43,39 +48,90 @@ T = TypeVar("T")
 
 MAX_DELAY_S = 10 * 365 * 86_400
 
+# Sends are suppressed while task modules are imported (autodiscovery, a worker child's start-up):
+# a module-level `send()` would otherwise run once in every process that imports the module.
+_suppressed: ContextVar[int] = ContextVar("horsies_sends_suppressed", default=0)
+
+
+@contextmanager
+def suppress_sends() -> Iterator[None]:
+    """Inside this block every send returns `Err(TaskSendError(SEND_SUPPRESSED))` and writes
+    nothing, as horsies does while it imports task modules. Nests; other threads are unaffected."""
+    token = _suppressed.set(_suppressed.get() + 1)
+    try:
+        yield
+    finally:
+        _suppressed.reset(token)
+
+
+def sends_suppressed() -> bool:
+    """Whether a send made here now would be suppressed (see `suppress_sends`)."""
+    return _suppressed.get() > 0
 @dataclass(frozen=True, slots=True)
 class TaskAttemptInfo:
-    number: int
-    outcome: str
-    worker_id: str
+    """One try of a task, as `info(include_attempts=True)` lists it (horsies' fields first)."""
+
+    task_id: str
+    attempt: int
+    outcome: TaskAttemptOutcome
+    will_retry: bool  # another try followed, or is waiting to run
     started_at: datetime | None
     finished_at: datetime | None
     error_code: str | None
     error_message: str
+    failed_reason: str | None
+    worker_id: str
+    worker_hostname: str | None
+    worker_pid: int | None
+    worker_process_name: str | None
+
+    @property
+    def number(self) -> int:
+        """The attempt's number, 1 for the first try (the name this field first shipped under)."""
+        return self.attempt
 
 
 @dataclass(frozen=True, slots=True)
 class TaskInfo:
-    """A snapshot of a task's row, for code that wants more than the result."""
+    """A snapshot of a task's row, with horsies' field names; see `TaskHandle.info()`.
+
+    `enqueued_at` is when the task becomes (or became) ready to claim, later than `sent_at` for
+    a scheduled task or one waiting for a retry. `result`, `failed_reason` and `attempts` are None
+    unless asked for.
+    """
 
     task_id: str
     task_name: str
-    status: str
+    status: TaskStatus
     queue_name: str
     priority: int
-    attempt: int
     retry_count: int
     max_retries: int
+    next_retry_at: datetime | None
+    sent_at: datetime
     enqueued_at: datetime
-    run_at: datetime
     claimed_at: datetime | None
     started_at: datetime | None
-    finished_at: datetime | None
-    good_until: datetime | None
-    worker_id: str | None
-    error_code: str | None
-    error_message: str
-    attempts: tuple[TaskAttemptInfo, ...] = ()
+    completed_at: datetime | None
+    failed_at: datetime | None
+    worker_hostname: str | None
+    worker_pid: int | None
+    worker_process_name: str | None
+    result: TaskResult[Any, TaskError] | None = None
+    failed_reason: str | None = None
+    attempts: tuple[TaskAttemptInfo, ...] | None = None
+    # horsies_django's own fields.
+    attempt: int = 0  # tries started so far, retries and crash re-runs included
+    finished_at: datetime | None = None  # when it ended, whatever the status
+    good_until: datetime | None = None
+    worker_id: str | None = None
+    error_code: str | None = None
+    error_message: str = ""
+
+    @property
+    def run_at(self) -> datetime:
+        """`enqueued_at`, under the name this field first shipped with."""
+        return self.enqueued_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,14 +241,17 @@ def _safe_text(exc: BaseException) -> str:
         return type(exc).__name__
 
 
-def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: BrokerError) -> TaskSendError:
+def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: BrokerError, delay_s: float) -> TaskSendError:
     task_id = str(rows[0].id) if len(rows) == 1 else None
+    payload = _payload(rows[0], delay_s) if len(rows) == 1 else None
     if exc.missing_table:
         return TaskSendError(
             code=TaskSendErrorCode.ENQUEUE_FAILED,
             message=f"task {name!r}: the task table does not exist: run `manage.py migrate` ({_safe_text(exc)})",
             retryable=False,
             task_id=task_id,
+            payload=payload,
+            exception=exc,
         )
     logger.warning("enqueue failed task=%s count=%d: %s", name, len(rows), _safe_text(exc))
     return TaskSendError(
@@ -200,6 +259,8 @@ def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: BrokerError) -> Tas
         message=f"task {name!r}: database error: {_safe_text(exc)}",
         retryable=exc.transient,
         task_id=task_id,
+        payload=payload,
+        exception=exc,
     )
 
 
@@ -224,12 +285,15 @@ def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = Fals
 class TaskHandle(Generic[T]):
     """A sent task: `get()` waits for its `TaskResult`; `info()` reads its row."""
 
-    __slots__ = ("task_id", "_task", "_app")
+    __slots__ = ("task_id", "_task", "_app", "_final")
 
     def __init__(self, task_id: str, task: TaskFunction[Any, T] | None = None, *, app: Horsies | None = None) -> None:
         self.task_id = task_id
         self._task = task
         self._app = app  # a rebuilt handle finds its task's types on first read
+        # The result of an ended task never changes, so once read it is kept: a later get() does
+        # not query. Lookups that may change (no such task yet, a database error) are not kept.
+        self._final: TaskResult[T, TaskError] | None = None
 
     def __repr__(self) -> str:
         return f"TaskHandle(task_id={self.task_id!r})"
@@ -242,6 +306,8 @@ class TaskHandle(Generic[T]):
 
     def _poll(self) -> TaskResult[T, TaskError] | None:
         """One look at the row: the final result, or None while the task has not ended."""
+        if self._final is not None:
+            return self._final
         task_uuid = _parse_task_id(self.task_id)
         if task_uuid is None:
             return _retrieval_error(RetrievalCode.TASK_NOT_FOUND, f"{self.task_id!r} is not a task id")
@@ -254,9 +320,10 @@ class TaskHandle(Generic[T]):
         if outcome.status not in ENDED:
             return None
         if outcome.result is None:
-            return _retrieval_error(
+            self._final = _retrieval_error(
                 RetrievalCode.RESULT_NOT_AVAILABLE, f"task {self.task_id} ended {outcome.status} with no result"
             )
+            return self._final
         task = self._task
         if task is None and self._app is not None:
             try:
@@ -264,12 +331,8 @@ class TaskHandle(Generic[T]):
             except (DatabaseError, SynchronousOnlyOperation) as exc:
                 return _broker_error(self.task_id, exc)
             task = self._task = self._app.get_task(name) if name else None
-        try:
-            return decode_result(outcome.result, task.signature.ok_adapter if task else None)
-        except CodecError as exc:
-            return TaskResult(
-                err=TaskError(error_code=OperationalErrorCode.RESULT_DESERIALIZATION_ERROR, message=str(exc))
-            )
+        self._final = _decode_stored(outcome.result, task)
+        return self._final
 
     def get(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """Wait up to `timeout_ms` (None: no limit) for the task to end and return its result.
@@ -277,6 +340,8 @@ class TaskHandle(Generic[T]):
         When the time runs out the result is `RetrievalCode.WAIT_TIMEOUT`; the task may still run.
         On PostgreSQL the wait listens for the worker's NOTIFY; elsewhere it polls, briefly at first.
         """
+        if self._final is not None:
+            return self._final
         deadline = _deadline(timeout_ms)
         try:
             broker = _broker()
@@ -304,6 +369,8 @@ class TaskHandle(Generic[T]):
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: waits without holding a thread."""
+        if self._final is not None:
+            return self._final
         deadline = _deadline(timeout_ms)
         delay = 0.002
         poll = sync_to_async(self._poll, thread_sensitive=True)
@@ -322,54 +389,68 @@ class TaskHandle(Generic[T]):
             RetrievalCode.WAIT_TIMEOUT, f"task {self.task_id} did not finish within {timeout_ms} ms; it may still run"
         )
 
-    def info(self, include_attempts: bool = False) -> Result[TaskInfo | None, TaskError]:
-        """The task's row as a `TaskInfo`; `Ok(None)` for an unknown id; `Err` on a database error."""
-        from .models import Task
-
+    def info(
+        self, *, include_result: bool = False, include_failed_reason: bool = False, include_attempts: bool = False
+    ) -> Result[TaskInfo | None, TaskError]:
+        """The task's row as a `TaskInfo`; `Ok(None)` for an unknown id; `Err` (BROKER_ERROR) on a
+        database error. `include_result` adds the decoded `TaskResult` of an ended task,
+        `include_failed_reason` why it failed, `include_attempts` one entry per try."""
         task_uuid = _parse_task_id(self.task_id)
         if task_uuid is None:
             return Ok(None)
         try:
-            row = Task.objects.using(get_settings().database).filter(pk=task_uuid).first()
-            if row is None:
-                return Ok(None)
-            attempts: tuple[TaskAttemptInfo, ...] = ()
-            if include_attempts:
-                attempts = tuple(
-                    TaskAttemptInfo(
-                        number=a.number,
-                        outcome=a.outcome,
-                        worker_id=a.worker_id,
-                        started_at=a.started_at,
-                        finished_at=a.finished_at,
-                        error_code=a.error_code,
-                        error_message=a.error_message,
-                    )
-                    for a in row.attempts.order_by("number")
-                )
-        except (DatabaseError, SynchronousOnlyOperation) as exc:
+            return Ok(self._read_info(task_uuid, include_result, include_failed_reason, include_attempts))
+        except (DatabaseError, SynchronousOnlyOperation, SettingsError) as exc:
+            logger.warning("task info lookup failed task_id=%s: %s", self.task_id, exc)
             return Err(TaskError(error_code=OperationalErrorCode.BROKER_ERROR, message=f"database error: {exc}"))
-        return Ok(
-            TaskInfo(
-                task_id=str(row.id),
-                task_name=row.name,
-                status=row.status,
-                queue_name=row.queue_name,
-                priority=row.priority,
-                attempt=row.attempt,
-                retry_count=max(row.attempt - 1 - row.crash_reruns, 0),
-                max_retries=row.max_retries,
-                enqueued_at=row.enqueued_at,
-                run_at=row.run_at,
-                claimed_at=row.claimed_at,
-                started_at=row.started_at,
-                finished_at=row.finished_at,
-                good_until=row.good_until,
-                worker_id=row.worker_id,
-                error_code=row.error_code,
-                error_message=row.error_message,
-                attempts=attempts,
-            )
+
+    def _read_info(
+        self, task_uuid: uuid.UUID, include_result: bool, include_failed_reason: bool, include_attempts: bool
+    ) -> TaskInfo | None:
+        from .models import Task, TaskStatus, WorkerProcess
+
+        database = get_settings().database
+        row = Task.objects.using(database).filter(pk=task_uuid).first()
+        if row is None:
+            return None
+        status = TaskStatus(row.status)
+        rows = list(row.attempts.using(database).order_by("number")) if include_attempts else []
+        worker_ids = {row.worker_id, *(a.worker_id for a in rows)} - {None, ""}
+        workers = {w.id: w for w in WorkerProcess.objects.using(database).filter(id__in=worker_ids)}
+        ended = status in ENDED
+        failed = ended and status != TaskStatus.COMPLETED
+        result = None
+        if include_result and ended and row.result is not None:
+            task = self._task or (self._app or app).get_task(row.name)
+            result = _decode_stored(row.result, task)
+        worker = workers.get(row.worker_id or "")
+        return TaskInfo(
+            task_id=str(row.id),
+            task_name=row.name,
+            status=status,
+            queue_name=row.queue_name,
+            priority=row.priority,
+            retry_count=row.retry_count,
+            max_retries=row.max_retries,
+            next_retry_at=row.run_at if status == TaskStatus.PENDING and row.retry_count else None,
+            sent_at=row.enqueued_at,
+            enqueued_at=row.run_at,
+            claimed_at=row.claimed_at,
+            started_at=row.started_at,
+            completed_at=row.finished_at if status == TaskStatus.COMPLETED else None,
+            failed_at=row.finished_at if status == TaskStatus.FAILED else None,
+            worker_hostname=worker.hostname if worker else None,
+            worker_pid=worker.pid if worker else None,
+            worker_process_name=row.worker_id,
+            result=result,
+            failed_reason=(row.error_message or row.error_code) if include_failed_reason and failed else None,
+            attempts=_attempt_infos(str(row.id), rows, workers, still_open=not ended) if include_attempts else None,
+            attempt=row.attempt,
+            finished_at=row.finished_at,
+            good_until=row.good_until,
+            worker_id=row.worker_id,
+            error_code=row.error_code,
+            error_message=row.error_message,
         )
 
     def cancel(self) -> bool:
@@ -379,8 +460,58 @@ class TaskHandle(Generic[T]):
     async def cancel_async(self) -> bool:
         return await sync_to_async(self.cancel, thread_sensitive=True)()
 
-    async def info_async(self, include_attempts: bool = False) -> Result[TaskInfo | None, TaskError]:
-        return await sync_to_async(self.info, thread_sensitive=True)(include_attempts)
+    async def info_async(
+        self, *, include_result: bool = False, include_failed_reason: bool = False, include_attempts: bool = False
+    ) -> Result[TaskInfo | None, TaskError]:
+        """`info()` for async code."""
+        return await sync_to_async(self.info, thread_sensitive=True)(
+            include_result=include_result,
+            include_failed_reason=include_failed_reason,
+            include_attempts=include_attempts,
+        )
+
+
+def _decode_stored(envelope: Any, task: TaskFunction[Any, Any] | None) -> TaskResult[Any, TaskError]:
+    """A stored result envelope as a TaskResult, typed by `task` when it is registered here."""
+    try:
+        return decode_result(envelope, task.signature.ok_adapter if task else None)
+    except CodecError as exc:
+        return TaskResult(err=TaskError(error_code=OperationalErrorCode.RESULT_DESERIALIZATION_ERROR, message=str(exc)))
+
+
+_ATTEMPT_OUTCOMES = {
+    AttemptOutcome.COMPLETED: TaskAttemptOutcome.COMPLETED,
+    AttemptOutcome.FAILED: TaskAttemptOutcome.FAILED,
+    AttemptOutcome.WORKER_LOST: TaskAttemptOutcome.WORKER_FAILURE,
+}
+
+
+def _attempt_infos(
+    task_id: str, rows: Sequence[Any], workers: Mapping[str, Any], *, still_open: bool
+) -> tuple[TaskAttemptInfo, ...]:
+    infos = []
+    for index, attempt in enumerate(rows):
+        outcome = _ATTEMPT_OUTCOMES.get(attempt.outcome, TaskAttemptOutcome.FAILED)
+        later = index + 1 < len(rows)
+        worker = workers.get(attempt.worker_id)
+        infos.append(
+            TaskAttemptInfo(
+                task_id=task_id,
+                attempt=attempt.number,
+                outcome=outcome,
+                will_retry=outcome != TaskAttemptOutcome.COMPLETED and (later or still_open),
+                started_at=attempt.started_at,
+                finished_at=attempt.finished_at,
+                error_code=attempt.error_code,
+                error_message=attempt.error_message,
+                failed_reason=None if outcome == TaskAttemptOutcome.COMPLETED else attempt.error_message or None,
+                worker_id=attempt.worker_id,
+                worker_hostname=worker.hostname if worker else None,
+                worker_pid=worker.pid if worker else None,
+                worker_process_name=attempt.worker_id or None,
+            )
+        )
+    return tuple(infos)
 
 
 def cancel_tasks(task_ids: list[str]) -> list[str]:
@@ -442,6 +573,38 @@ def _broker_name_lookup(task_id: str) -> str | None:
     return Task.objects.using(get_settings().database).filter(pk=task_id).values_list("name", flat=True).first()
 
 
+def _payload(row: NewTask, delay_s: float) -> TaskSendPayload:
+    """What `row` holds, as the payload of a failed send (`delay_s` 0 is a plain send)."""
+    return TaskSendPayload(
+        task_name=row.name,
+        queue_name=row.queue_name,
+        priority=row.priority,
+        kwargs_json=row.arguments_json,
+        sent_at=row.enqueued_at,
+        good_until=row.good_until,
+        enqueue_delay_seconds=float(delay_s) if delay_s else None,
+        max_retries=row.max_retries,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+def _existing_task(task_id: uuid.UUID) -> tuple[str, Any] | None:
+    """The name and stored arguments of task `task_id`, or None if there is no such task."""
+    from .models import Task
+
+    found = Task.objects.using(get_settings().database).filter(pk=task_id).values_list("name", "arguments").first()
+    return None if found is None else (found[0], loads(found[1]))
+
+
+class _Unset:
+    """The type of `_UNSET`: an option not given, as opposed to given as None."""
+
+    __slots__ = ()
+
+
+_UNSET = _Unset()
+
+
 class TaskFunction(Generic[P, T]):
     """A registered task. Calling it runs the function here; `send()` queues it for a worker."""
 
@@ -458,6 +621,7 @@ class TaskFunction(Generic[P, T]):
         exception_mapper: Mapping[type[BaseException], str] | None = None,
         rate_limit: RateLimit | None = None,
         options: SendOptions = SendOptions(),
+        default_unhandled_error_code: BuiltInTaskCode | str | None = None,
     ) -> None:
         self.app = app
         self.name = name
@@ -470,6 +634,7 @@ class TaskFunction(Generic[P, T]):
         self.rate_limit = rate_limit
         self.options = options
         self._prepared: _Prepared | None = None
+        self.default_unhandled_error_code = default_unhandled_error_code
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
         self.__qualname__ = getattr(fn, "__qualname__", name)
@@ -487,12 +652,13 @@ class TaskFunction(Generic[P, T]):
         *,
         queue_name: str | None = None,
         priority: int | None = None,
-        good_until: datetime | str | None = None,
+        good_until: datetime | str | None | _Unset = _UNSET,
         idempotency_key: str | None = None,
     ) -> TaskFunction[P, T]:
         """A copy of this task whose sends use these options (like Django's `Task.using()`).
 
-        `good_until`: an aware `datetime` or an ISO 8601 string with an offset ("...Z").
+        `good_until`: an aware `datetime` or an ISO 8601 string with an offset ("...Z");
+        `good_until=None` clears a deadline given by `@app.task(good_until=...)`, as in horsies.
         `idempotency_key`: while a task of this name with the same key is pending or running, or
         ended less than HORSIES['IDEMPOTENCY_WINDOW_S'] ago (a day by default), a send returns its
         handle instead of queueing another.
@@ -502,13 +668,14 @@ class TaskFunction(Generic[P, T]):
         """
         _check_type("queue_name", queue_name, str)
         _check_type("priority", priority, int)
-        _check_type("good_until", good_until, (datetime, str))
+        if not isinstance(good_until, _Unset):
+            _check_type("good_until", good_until, (datetime, str))
         _check_type("idempotency_key", idempotency_key, str)
         current = self.options
         options = SendOptions(
             queue_name=current.queue_name if queue_name is None else queue_name,
             priority=current.priority if priority is None else priority,
-            good_until=current.good_until if good_until is None else good_until,
+            good_until=current.good_until if isinstance(good_until, _Unset) else good_until,
             idempotency_key=current.idempotency_key if idempotency_key is None else idempotency_key,
         )
         bound = copy.copy(self)
@@ -518,12 +685,19 @@ class TaskFunction(Generic[P, T]):
 
     def code_for_exception(self, exc: BaseException) -> BuiltInTaskCode | str:
         """The error code for an exception the task raised: the nearest class in the task's
-        `exception_mapper`, then in `HORSIES['EXCEPTION_MAPPER']`, else UNHANDLED_EXCEPTION."""
-        for mapper in (self.exception_mapper, get_settings().exception_mapper):
+        `exception_mapper`, then in `HORSIES['EXCEPTION_MAPPER']`, then the task's
+        `default_unhandled_error_code`, then `HORSIES['DEFAULT_UNHANDLED_ERROR_CODE']`, else
+        UNHANDLED_EXCEPTION. (horsies matches mapper classes exactly; a subclass matching its
+        nearest mapped base is deliberate here, so `requests.ConnectTimeout` finds `Timeout`.)"""
+        settings = get_settings()
+        for mapper in (self.exception_mapper, settings.exception_mapper):
             for cls in type(exc).__mro__:
                 if cls in mapper:
                     code = mapper[cls]
                     return BUILTIN_CODES.get(code, code)
+        default = self.default_unhandled_error_code or settings.default_unhandled_error_code
+        if default:
+            return BUILTIN_CODES.get(default, default)
         return OperationalErrorCode.UNHANDLED_EXCEPTION
 
     # -- sending ------------------------------------------------------------------------
@@ -589,6 +763,8 @@ class TaskFunction(Generic[P, T]):
     def _enqueue_rows(
         self, calls: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], delay_s: float
     ) -> TaskSendResult[list[TaskHandle[T]]]:
+        if sends_suppressed():
+            return self._suppressed()
         match self._prepare():
             case Err() as failed:
                 return failed
@@ -620,8 +796,127 @@ class TaskFunction(Generic[P, T]):
                 return Ok([TaskHandle(existing_id, self)])
             broker.enqueue_many(rows)
         except BrokerError as exc:
-            return Err(_enqueue_failed(self.name, rows, exc))
+            return Err(_enqueue_failed(self.name, rows, exc, delay_s))
         return Ok([TaskHandle(str(row.id), self) for row in rows])
+
+    def _suppressed(self) -> Err[TaskSendError]:
+        return _send_error(
+            TaskSendErrorCode.SEND_SUPPRESSED,
+            f"task {self.name!r}: sends are suppressed while task modules are imported; send from a "
+            "function, a view or another task instead of at module level",
+        )
+
+    # -- replaying a failed send --------------------------------------------------------
+
+    def retry_send(self, error: TaskSendError) -> TaskSendResult[TaskHandle[T]]:
+        """Send again what a `send()` that failed with ENQUEUE_FAILED would have written, under
+        the same task id. If that send did commit after all, this returns its handle."""
+        if _in_event_loop():
+            return self._async_context("retry_send")
+        return self._replay(error, scheduled=False)
+
+    async def retry_send_async(self, error: TaskSendError) -> TaskSendResult[TaskHandle[T]]:
+        """`retry_send()` for async code."""
+        return await sync_to_async(self._replay, thread_sensitive=True)(error, scheduled=False)
+
+    def retry_schedule(self, error: TaskSendError) -> TaskSendResult[TaskHandle[T]]:
+        """`retry_send()` for a failed `schedule()`: the task keeps the run time first asked for."""
+        if _in_event_loop():
+            return self._async_context("retry_schedule")
+        return self._replay(error, scheduled=True)
+
+    async def retry_schedule_async(self, error: TaskSendError) -> TaskSendResult[TaskHandle[T]]:
+        """`retry_schedule()` for async code."""
+        return await sync_to_async(self._replay, thread_sensitive=True)(error, scheduled=True)
+
+    def _replay(self, error: TaskSendError, *, scheduled: bool) -> TaskSendResult[TaskHandle[T]]:
+        match self._replay_row(error, scheduled=scheduled):
+            case Err() as refused:
+                return refused
+            case Ok(row):
+                pass
+        if sends_suppressed():
+            return self._suppressed()
+        payload = error.payload
+        assert payload is not None
+        try:
+            existing = _existing_task(row.id)
+            if existing is None:
+                if row.idempotency_key is not None:
+                    window = timedelta(seconds=get_settings().idempotency_window_s)
+                    holder = _broker().enqueue_idempotent(row, ended_after=timezone.now() - window)
+                    return Ok(TaskHandle(holder, self))
+                _broker().enqueue_many([row])
+                return Ok(TaskHandle(str(row.id), self))
+        except Exception as exc:
+            logger.warning("send replay failed task=%s id=%s: %s", self.name, row.id, exc)
+            try:  # the insert may have lost a race with another replay of the same send
+                existing = _existing_task(row.id)
+            except Exception:
+                existing = None
+            if existing is None:
+                return Err(
+                    dataclasses.replace(error, message=f"task {self.name!r}: database error: {exc}", exception=exc)
+                )
+        if existing != (row.name, loads(row.arguments_json)):
+            return _send_error(
+                TaskSendErrorCode.PAYLOAD_MISMATCH,
+                f"task {self.name!r}: task {row.id} exists with other arguments than this payload",
+            )
+        return Ok(TaskHandle(str(row.id), self))
+
+    def _replay_row(self, error: object, *, scheduled: bool) -> Result[NewTask, TaskSendError]:
+        """The row a failed send would have written, or why `error` cannot be replayed."""
+        from .broker import NewTask
+
+        method = "retry_schedule" if scheduled else "retry_send"
+        if not isinstance(error, TaskSendError):
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED, f"task {self.name!r}: {method}() takes a TaskSendError"
+            )
+        payload = error.payload
+        if error.code != TaskSendErrorCode.ENQUEUE_FAILED or payload is None or error.task_id is None:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: {method}() replays a send that failed with ENQUEUE_FAILED; this error "
+                f"is {error.code}{'' if payload else ' and carries no payload'}",
+            )
+        if payload.task_name != self.name:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: this error is from a send of task {payload.task_name!r}",
+            )
+        if (payload.enqueue_delay_seconds is not None) != scheduled:
+            origin, other = ("schedule", "retry_schedule") if not scheduled else ("send", "retry_send")
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: this error is from a {origin}(); replay it with {other}()",
+            )
+        task_uuid = _parse_task_id(error.task_id)
+        altered = _send_error(
+            TaskSendErrorCode.PAYLOAD_MISMATCH,
+            f"task {self.name!r}: the payload was altered after the send failed; send the task anew",
+        )
+        try:
+            if task_uuid is None or payload.fingerprint() != payload.enqueue_sha:
+                return altered
+            run_at = payload.sent_at + timedelta(seconds=payload.enqueue_delay_seconds or 0)
+        except (TypeError, ValueError, AttributeError, OverflowError):  # fields replaced by hand
+            return altered
+        return Ok(
+            NewTask(
+                id=task_uuid,
+                name=payload.task_name,
+                queue_name=payload.queue_name,
+                priority=payload.priority,
+                arguments_json=payload.kwargs_json,
+                run_at=run_at,
+                enqueued_at=payload.sent_at,
+                good_until=payload.good_until,
+                max_retries=payload.max_retries,
+                idempotency_key=payload.idempotency_key,
+            )
+        )
 
     def _async_context(self, method: str) -> Err[TaskSendError]:
         return _send_error(
@@ -709,6 +1004,8 @@ class Horsies:
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
         rate_limit: str | None = None,
+        default_unhandled_error_code: BuiltInTaskCode | str | None = None,
+        good_until: datetime | None = None,
     ) -> Callable[[Callable[P, TaskResult[T, TaskError]]], TaskFunction[P, T]]: ...
 
     @overload
@@ -722,6 +1019,8 @@ class Horsies:
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
         rate_limit: str | None = None,
+        default_unhandled_error_code: BuiltInTaskCode | str | None = None,
+        good_until: datetime | None = None,
     ) -> TaskFunction[P, T]: ...
 
     def task(
@@ -734,11 +1033,15 @@ class Horsies:
         timeout_ms: int | None = None,
         exception_mapper: Mapping[type[BaseException], str] | None = None,
         rate_limit: str | None = None,
+        default_unhandled_error_code: BuiltInTaskCode | str | None = None,
+        good_until: datetime | None = None,
     ) -> Any:
         """Register a function as task `name` on `queue_name` (default: "default").
 
         `retry_policy` retries listed error codes; `timeout_ms` stops a run that takes longer
-        (TASK_TIMEOUT); `exception_mapper` turns raised exception classes into error codes.
+        (TASK_TIMEOUT); `exception_mapper` turns raised exception classes into error codes, and
+        `default_unhandled_error_code` is the code of an exception no mapper names. `good_until`
+        (timezone-aware) is the deadline of every send unless `with_options()` says otherwise.
         """
 
         def register(func: Callable[P, TaskResult[T, TaskError]]) -> TaskFunction[P, T]:
@@ -746,12 +1049,21 @@ class Horsies:
                 raise TaskDefinitionError(f"task name must be a non-empty string, got {name!r}")
             if isinstance(func, TaskFunction):
                 raise TaskDefinitionError(f"task {name!r}: {func!r} is already a task")
+            if getattr(func, "__wrapped__", None) is not None:
+                # horsies' E104: another decorator's wrapper hides the signature that arguments are
+                # encoded by, so @app.task must be applied to the function itself.
+                raise TaskDefinitionError(
+                    f"task {name!r} ({_where(func)}) is already wrapped by another decorator (it has "
+                    "__wrapped__); apply @app.task directly to the function, as the outermost decorator"
+                )
             existing = self._tasks.get(name)
             if existing is not None and not _same_function(existing.fn, func):
                 raise TaskDefinitionError(
                     f"task name {name!r} is already used by {_where(existing.fn)}; {_where(func)} must use another name"
                 )
             _check_task_options(name, func, retry_policy, timeout_ms, exception_mapper)
+            default_code = _default_code(name, func, default_unhandled_error_code)
+            _check_good_until(name, func, good_until)
             limit = _rate_limit(name, func, rate_limit)
             _check_queue(name, func, queue_name or DEFAULT_QUEUE)
             task = TaskFunction(
@@ -764,6 +1076,8 @@ class Horsies:
                 timeout_ms=timeout_ms,
                 exception_mapper=exception_mapper,
                 rate_limit=limit,
+                options=SendOptions(good_until=good_until),
+                default_unhandled_error_code=default_code,
             )
             self._tasks[name] = task
             return task
@@ -857,12 +1171,34 @@ def _check_task_options(
         raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): retry_policy must be a RetryPolicy")
     if timeout_ms is not None and (isinstance(timeout_ms, bool) or not isinstance(timeout_ms, int) or timeout_ms < 1):
         raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): timeout_ms must be a positive whole number")
+    if exception_mapper is not None and not isinstance(exception_mapper, Mapping):
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): exception_mapper must be a dict")
     for cls, code in (exception_mapper or {}).items():
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or not isinstance(code, str) or not code:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
             raise TaskDefinitionError(
                 f"task {name!r} ({_where(fn)}): exception_mapper maps exception classes to error codes, "
                 f"got {cls!r}: {code!r}"
             )
+        problem = code_spelling_problem(code, f"exception_mapper[{cls.__name__}]")
+        if problem:
+            raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {problem}")
+
+
+def _default_code(name: str, fn: Callable[..., Any], code: object) -> BuiltInTaskCode | str | None:
+    if code is None:
+        return None
+    problem = code_spelling_problem(code, "default_unhandled_error_code")
+    if problem:
+        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {problem}")
+    assert isinstance(code, str)
+    return BUILTIN_CODES.get(code, code)
+
+
+def _check_good_until(name: str, fn: Callable[..., Any], good_until: object) -> None:
+    if good_until is not None and (not isinstance(good_until, datetime) or timezone.is_naive(good_until)):
+        raise TaskDefinitionError(
+            f"task {name!r} ({_where(fn)}): good_until must be a timezone-aware datetime, got {good_until!r}"
+        )
 
 
 def _rate_limit(name: str, fn: Callable[..., Any], spec: str | None) -> RateLimit | None:
@@ -905,4 +1241,14 @@ def _where(fn: Callable[..., Any]) -> str:
 app = Horsies()
 
 
-__all__ = ["Horsies", "SendOptions", "TaskFunction", "TaskHandle", "TaskInfo", "TaskAttemptInfo", "app"]
+__all__ = [
+    "Horsies",
+    "SendOptions",
+    "TaskAttemptInfo",
+    "TaskFunction",
+    "TaskHandle",
+    "TaskInfo",
+    "app",
+    "sends_suppressed",
+    "suppress_sends",
+]

@@ -12,6 +12,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
+from .types.codes import code_spelling_problem
+
 DEFAULT_QUEUE = "default"
 DEFAULT_PRIORITY = 100
 MAX_QUEUE_PRIORITY = 1000  # the Task.priority check constraint's upper bound
@@ -47,6 +49,7 @@ class HorsiesSettings:
     poll_only: bool = False
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
+    default_unhandled_error_code: str | None = None  # None: UNHANDLED_EXCEPTION
     cluster_max_concurrency: int | None = None
     idempotency_window_s: float = 86_400
 
@@ -93,7 +96,7 @@ def parse(raw: Any) -> HorsiesSettings:
         raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
     known = {
         "DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION",
-        "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S",
+        "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S", "DEFAULT_UNHANDLED_ERROR_CODE",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -185,6 +188,7 @@ def parse(raw: Any) -> HorsiesSettings:
         poll_only=_flag(raw, "POLL_ONLY"),
         retention=_retention(raw.get("RETENTION", {})),
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
+        default_unhandled_error_code=_default_code(raw.get("DEFAULT_UNHANDLED_ERROR_CODE")),
         cluster_max_concurrency=_cluster_cap(raw.get("CLUSTER_MAX_CONCURRENCY")),
         idempotency_window_s=float(_number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, where="")),
     )
@@ -243,14 +247,29 @@ def _exception_mapper(raw: Any) -> dict[type[BaseException], str]:
                 f"HORSIES['EXCEPTION_MAPPER'] cannot import {key!r}: {exc}",
                 "Use the dotted path of an exception class, e.g. 'requests.Timeout'.",
             ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or not isinstance(code, str) or not code:
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or code_spelling_problem(code, "code"):
             raise SettingsError(
                 "horsies_django.E008",
-                f"HORSIES['EXCEPTION_MAPPER'] entry {key!r}: {code!r} must map an exception class to a code",
+                f"HORSIES['EXCEPTION_MAPPER'] entry {key!r}: {code!r} must map an exception class to an "
+                "UPPER_SNAKE_CASE error code",
                 "Use {'myapp.errors.PaymentDeclined': 'PAYMENT_DECLINED'}.",
             )
         mapper[cls] = code
     return mapper
+
+
+def _default_code(value: Any) -> str | None:
+    """`DEFAULT_UNHANDLED_ERROR_CODE`: the code of a raised exception that no mapper names."""
+    if value is None:
+        return None
+    problem = code_spelling_problem(value, "HORSIES['DEFAULT_UNHANDLED_ERROR_CODE']")
+    if problem:
+        raise SettingsError(
+            "horsies_django.E008",
+            problem,
+            "Use a code such as 'TASK_CRASHED', or remove the key to keep 'UNHANDLED_EXCEPTION'.",
+        )
+    return str(value)
 
 
 @lru_cache(maxsize=1)

@@ -26,7 +26,6 @@ __all__ = [
     "Task", "TaskAttempt", "AttemptOutcome", "WorkerProcess", "Schedule",
 ]  # fmt: skip
 
-
 # The one definition lives in `statuses` (importable before the app registry is ready).
 TERMINAL_STATUSES = ENDED
 HELD_STATUSES = ACTIVE
@@ -47,6 +46,10 @@ class Task(models.Model):
     error_traceback = models.TextField(blank=True, default="")
     attempt = models.PositiveIntegerField(default=0, help_text="Tries started so far.")
     max_retries = models.PositiveIntegerField(default=0)
+    # db_default: the broker inserts rows with raw SQL that names only the columns it sets.
+    retry_count = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Times it was put back to run again by its RetryPolicy."
+    )
     crash_reruns = models.PositiveIntegerField(default=0, help_text="Re-runs after a worker was lost.")
     run_at = models.DateTimeField(help_text="Not claimed before this time.")
     enqueued_at = models.DateTimeField(db_index=True)

@@ -20,6 +20,11 @@ class TaskStatus(TextChoices):
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
 
+    @property
+    def is_terminal(self) -> bool:
+        """Whether a task in this status has ended for good (horsies' `TaskStatus.is_terminal`)."""
+        return self in ENDED
+
 
 class AttemptOutcome(TextChoices):
     COMPLETED = "COMPLETED"

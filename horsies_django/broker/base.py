@@ -522,7 +522,10 @@ class Broker:
         "crash_reruns = {t}.crash_reruns + v.crash, "
         f"worker_id = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.worker_id END, "
         f"claimed_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.claimed_at END, "
-        f"started_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.started_at END"
+        f"started_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.started_at END, "
+        # Back to PENDING, neither released at shutdown nor after a crash: a RetryPolicy retry.
+        f"retry_count = {{t}}.retry_count + CASE WHEN v.status = {SQL_PENDING} AND v.uncount = 0 AND v.crash = 0 "
+        "THEN 1 ELSE 0 END"
     )
     finish_where = f"{{t}}.id = v.id AND {{t}}.claim_token = v.token AND {{t}}.status IN ({SQL_ACTIVE})"
     attempt_insert = (

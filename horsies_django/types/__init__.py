@@ -8,7 +8,19 @@ from .codes import (
     RetrievalCode,
     TaskSendErrorCode,
 )
-from .results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
+from .results import (
+    Err,
+    Ok,
+    Result,
+    TaskError,
+    TaskResult,
+    TaskSendError,
+    TaskSendPayload,
+    TaskSendResult,
+    is_err,
+    is_ok,
+)
+from .status import TaskAttemptOutcome
 
 __all__ = [
     "BuiltInTaskCode",
@@ -19,9 +31,13 @@ __all__ = [
     "OutcomeCode",
     "Result",
     "RetrievalCode",
+    "TaskAttemptOutcome",
     "TaskError",
     "TaskResult",
     "TaskSendError",
     "TaskSendErrorCode",
+    "TaskSendPayload",
     "TaskSendResult",
+    "is_err",
+    "is_ok",
 ]

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, NotRequired, Required, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic_core import to_jsonable_python
 from typing_extensions import TypedDict  # pydantic needs this one, not typing's, before Python 3.12
 
 from .codes import BUILTIN_CODES
@@ -42,6 +43,7 @@ def dumps(value: Any) -> str:
         raise CodecError(_text(exc)) from exc
 
 
+# A NUL character as JSON spells it (an even run of backslashes, then \u0000).
 def loads(raw: str | bytes | Any) -> Any:
     """Decode JSON text; values a driver already decoded are returned as they are."""
     if isinstance(raw, (str, bytes, bytearray)):
@@ -339,13 +341,32 @@ def _first_error(exc: ValidationError) -> str:
     return f"{location + ': ' if location else ''}{first.get('msg', 'invalid value')}{more}"
 
 
+def _jsonable(value: Any) -> Any:
+    """`value` as plain JSON data. Plain JSON is kept as it is (a NUL or lone surrogate in an
+    error's text is the worker's to replace, and pydantic refuses a surrogate outright); any other
+    value pydantic can dump (models, dataclasses, datetimes, UUIDs, ...) is dumped, as horsies does."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if type(value) is list:
+        return [_jsonable(item) for item in value]
+    if type(value) is dict and all(type(key) is str for key in value):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return to_jsonable_python(value)
+
+
 def _error_body(error: TaskError) -> dict[str, Any]:
     code = error.error_code
+    try:
+        # Any value pydantic can dump (models, dataclasses, datetimes, UUIDs, ...), as horsies takes it.
+        data = _jsonable(error.data)
+        exception = _jsonable(error.exception)
+    except Exception as exc:  # pydantic raises several error types for values it cannot dump
+        raise CodecError(f"TaskError.data cannot be encoded as JSON: {exc}") from exc
     return {
         "error_code": None if code is None else str(code),
         "message": error.message,
-        "data": error.data,
-        "exception": error.exception,
+        "data": data,
+        "exception": exception,
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -13,6 +14,7 @@ class OperationalErrorCode(_Code):
     """Something went wrong around the task rather than in its logic."""
 
     UNHANDLED_EXCEPTION = "UNHANDLED_EXCEPTION"
+    TASK_EXCEPTION = "TASK_EXCEPTION"  # the task returned something that is not a TaskResult
     WORKER_CRASHED = "WORKER_CRASHED"
     WORKER_RESOLUTION_ERROR = "WORKER_RESOLUTION_ERROR"
     WORKER_SERIALIZATION_ERROR = "WORKER_SERIALIZATION_ERROR"
@@ -26,6 +28,7 @@ class RetrievalCode(_Code):
     WAIT_TIMEOUT = "WAIT_TIMEOUT"
     TASK_NOT_FOUND = "TASK_NOT_FOUND"
     RESULT_NOT_AVAILABLE = "RESULT_NOT_AVAILABLE"
+    RESULT_NOT_READY = "RESULT_NOT_READY"  # reserved for horsies code; get() waits instead
 
 
 class OutcomeCode(_Code):
@@ -39,7 +42,12 @@ class OutcomeCode(_Code):
 class ContractCode(_Code):
     """The task broke its declared contract."""
 
-    RETURN_TYPE_MISMATCH = "RETURN_TYPE_MISMATCH"
+    RETURN_TYPE_MISMATCH = "RETURN_TYPE_MISMATCH"  # an ok value that does not fit the declared type
+    # Kept so that horsies code matching on them still imports; horsies_django never produces
+    # them (a stored value that no longer fits is RESULT_DESERIALIZATION_ERROR, and a handle with
+    # no registered task returns the value as plain JSON).
+    PYDANTIC_HYDRATION_ERROR = "PYDANTIC_HYDRATION_ERROR"
+    NO_TYPE_AVAILABLE = "NO_TYPE_AVAILABLE"
 
 
 class TaskSendErrorCode(_Code):
@@ -49,6 +57,8 @@ class TaskSendErrorCode(_Code):
     ENQUEUE_FAILED = "ENQUEUE_FAILED"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     ASYNC_CONTEXT = "ASYNC_CONTEXT"
+    SEND_SUPPRESSED = "SEND_SUPPRESSED"  # sent while task modules were being imported
+    PAYLOAD_MISMATCH = "PAYLOAD_MISMATCH"  # retry_send() got a payload that was altered
 
 
 BuiltInTaskCode = OperationalErrorCode | RetrievalCode | OutcomeCode | ContractCode
@@ -63,3 +73,22 @@ BUILTIN_CODES: dict[str, BuiltInTaskCode] = {
 def builtin_code(value: str) -> BuiltInTaskCode | None:
     """Return the built-in code spelled `value`, or None for a user code."""
     return BUILTIN_CODES.get(value)
+
+
+_CODE_SPELLING = re.compile(r"^[A-Z][A-Z0-9_]*$")
+MAX_CODE_LENGTH = 100  # the width of the error_code columns
+
+
+def code_spelling_problem(code: object, where: str) -> str | None:
+    """Why `code` cannot be an error code a policy or mapper names, or None if it can.
+
+    Codes are UPPER_SNAKE_CASE strings, as in horsies: an exception class name such as
+    "TimeoutError" in `auto_retry_for` would never match a stored code, so it is refused early.
+    """
+    if not isinstance(code, str) or not _CODE_SPELLING.match(code) or len(code) > MAX_CODE_LENGTH:
+        shown = repr(code) if not isinstance(code, str) or len(code) <= 60 else f"{code[:60]!r}... ({len(code)} chars)"
+        return (
+            f"{where} must be an UPPER_SNAKE_CASE error code of at most {MAX_CODE_LENGTH} characters "
+            f"such as 'RATE_LIMITED', got {shown}"
+        )
+    return None

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, NoReturn, TypeAlias, TypeVar, final
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, NoReturn, TypeAlias, TypeGuard, TypeVar, final
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
 
 from .codes import BUILTIN_CODES, BuiltInTaskCode, TaskSendErrorCode
 
@@ -78,11 +81,33 @@ class Err(Generic[E]):
 Result: TypeAlias = Ok[T] | Err[E]
 
 
+_BUILTIN_TAG = "__builtin_task_code__"
+
+
+def flatten_exception(exc: BaseException) -> dict[str, str]:
+    """An exception as the plain data a TaskError stores: its type, module, message and traceback."""
+    try:
+        message = str(exc)
+    except Exception:  # an exception whose __str__ raises must not stop the error being stored
+        message = f"<unprintable {type(exc).__name__}>"
+    try:
+        formatted = "".join(traceback.format_exception(exc))
+    except Exception:
+        formatted = ""
+    return {
+        "type": type(exc).__qualname__,
+        "module": type(exc).__module__,
+        "message": message,
+        "traceback": formatted,
+    }
+
+
 class TaskError(BaseModel):
     """Why a task failed: a code (user string or built-in enum), a message and optional data.
 
-    `exception` holds a raised exception's type, module, message and traceback when the
-    worker caught one; it is kept for the admin and never needs to be set by hand.
+    `exception` may be given an exception object, as in horsies; it is kept as its type, module,
+    message and traceback (a dict), which is also what comes back from `get()`. `data` takes any
+    value the codec can encode (JSON values, models, dataclasses, datetimes, UUIDs, ...).
     """
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
@@ -90,11 +115,19 @@ class TaskError(BaseModel):
     error_code: BuiltInTaskCode | str | None = None
     message: str | None = None
     data: Any = None
-    exception: dict[str, str] | None = None
+    # Typed as horsies types it, so that `TaskError(exception=exc)` type-checks; the validator
+    # below turns an exception into its dict at once, so a TaskError only ever holds a dict.
+    exception: dict[str, Any] | BaseException | None = None
 
     @field_validator("error_code", mode="before")
     @classmethod
     def _no_spoofed_builtin(cls, value: object) -> object:
+        # A tagged code is how model_dump_json() writes built-in codes; read it back as the member.
+        if isinstance(value, dict) and set(value) == {_BUILTIN_TAG}:
+            tagged = value[_BUILTIN_TAG]
+            if isinstance(tagged, str) and tagged in BUILTIN_CODES:
+                return BUILTIN_CODES[tagged]
+            raise ValueError(f"{tagged!r} is not a built-in error code")
         # Built-in codes are reserved: a bare string spelled like one is almost always a typo
         # for the enum member, and letting it through would make user errors look operational.
         if isinstance(value, str) and not isinstance(value, BuiltInTaskCode) and value in BUILTIN_CODES:
@@ -103,6 +136,16 @@ class TaskError(BaseModel):
                 f"{value} instead of the string"
             )
         return value
+
+    @field_validator("exception", mode="before")
+    @classmethod
+    def _flatten_exception(cls, value: object) -> object:
+        return flatten_exception(value) if isinstance(value, BaseException) else value
+
+    @field_serializer("error_code", when_used="json")
+    def _tag_builtin(self, code: BuiltInTaskCode | str | None) -> object:
+        # Tagged so that model_validate_json() tells a built-in code from a user string.
+        return {_BUILTIN_TAG: code.value} if isinstance(code, BuiltInTaskCode) else code
 
 
 _MISSING: Any = object()
@@ -169,13 +212,68 @@ class TaskResult(Generic[T, E]):
 
 
 @dataclass(frozen=True, slots=True)
+class TaskSendPayload:
+    """What a send would have written, kept on its `TaskSendError` so `retry_send()` can write
+    exactly that, under the same task id. `enqueue_sha` fingerprints the rest."""
+
+    task_name: str
+    queue_name: str
+    priority: int
+    kwargs_json: str
+    sent_at: datetime
+    good_until: datetime | None
+    enqueue_delay_seconds: float | None  # None for send(); the delay for schedule()
+    max_retries: int
+    idempotency_key: str | None
+    enqueue_sha: str = ""
+    args_json: str = "[]"  # arguments are bound and stored by name, so never any positional ones
+
+    def __post_init__(self) -> None:
+        if not self.enqueue_sha:
+            object.__setattr__(self, "enqueue_sha", self.fingerprint())
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every field but the fingerprint itself."""
+        fields = [
+            self.task_name,
+            self.queue_name,
+            str(self.priority),
+            self.args_json,
+            self.kwargs_json,
+            self.sent_at.isoformat(),
+            "" if self.good_until is None else self.good_until.isoformat(),
+            "" if self.enqueue_delay_seconds is None else repr(float(self.enqueue_delay_seconds)),
+            str(self.max_retries),
+            "" if self.idempotency_key is None else self.idempotency_key,
+        ]
+        return hashlib.sha256("\x1f".join(fields).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
 class TaskSendError:
-    """Why a send wrote nothing. `retryable` says whether sending again may succeed."""
+    """Why a send wrote nothing. `retryable` says whether sending again may succeed.
+
+    `payload` is what would have been written (for `ENQUEUE_FAILED`, so `task.retry_send(err)` can
+    replay it) and `exception` the database error behind it, if any. The repr leaves both out:
+    arguments may hold personal data, and errors get logged.
+    """
 
     code: TaskSendErrorCode
     message: str
     retryable: bool = False
     task_id: str | None = None
+    payload: TaskSendPayload | None = field(default=None, repr=False, compare=False)
+    exception: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 TaskSendResult: TypeAlias = Ok[T] | Err[TaskSendError]
+
+
+def is_ok(result: Result[T, E]) -> TypeGuard[Ok[T]]:
+    """True for `Ok(...)`; narrows the type, as horsies' `is_ok` does."""
+    return isinstance(result, Ok)
+
+
+def is_err(result: Result[T, E]) -> TypeGuard[Err[E]]:
+    """True for `Err(...)`; narrows the type, as horsies' `is_err` does."""
+    return isinstance(result, Err)

@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .codes import BuiltInTaskCode
+from .codes import BuiltInTaskCode, code_spelling_problem
 
-_CODE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 MAX_RETRIES = 20
 MAX_INTERVAL_S = 86_400
 
@@ -19,13 +18,16 @@ MAX_INTERVAL_S = 86_400
 class RetryPolicy:
     """Retry a task whose error code is in `auto_retry_for`, up to `max_retries` more times.
 
-    `fixed`: the n-th retry waits `intervals[n-1]` (the last interval repeats).
-    `exponential`: the n-th retry waits `intervals[0] * 2**(n-1)`.
-    `jitter` adds up to 25% so that retries of many tasks do not arrive together;
-    `max_delay_seconds` caps the wait.
+    `fixed`: the n-th retry waits `intervals[n-1]`; there is one interval per retry.
+    `exponential`: the n-th retry waits `intervals[0] * 2**(n-1)`; there is one base interval.
+    `jitter` moves each wait by up to 25% either way, so that retries of many tasks do not
+    arrive together; `max_delay_seconds` caps the wait. Settings that contradict each other
+    raise `ValueError` when the policy is built, that is, when the task module is imported.
     """
 
-    auto_retry_for: Sequence[str | BuiltInTaskCode]
+    # Required in effect; the default only lets a missing list be a ValueError like every other
+    # bad setting, as horsies' validation error is, instead of a TypeError.
+    auto_retry_for: Sequence[str | BuiltInTaskCode] = ()
     max_retries: int = 3
     intervals: Sequence[float] = field(default=(60, 300, 900))
     backoff_strategy: Literal["fixed", "exponential"] = "fixed"
@@ -37,8 +39,8 @@ class RetryPolicy:
             raise ValueError(f"max_retries must be a whole number, got {self.max_retries!r}")
         if not 1 <= self.max_retries <= MAX_RETRIES:
             raise ValueError(f"max_retries must be from 1 to {MAX_RETRIES}, got {self.max_retries}")
-        if not self.intervals:
-            raise ValueError("intervals must list at least one delay in seconds")
+        if isinstance(self.intervals, (str, bytes)) or not isinstance(self.intervals, Sequence) or not self.intervals:
+            raise ValueError(f"intervals must list at least one delay in seconds, got {self.intervals!r}")
         for interval in self.intervals:
             if (
                 isinstance(interval, bool)
@@ -50,21 +52,42 @@ class RetryPolicy:
                 )
         if self.backoff_strategy not in ("fixed", "exponential"):
             raise ValueError(f"backoff_strategy must be 'fixed' or 'exponential', got {self.backoff_strategy!r}")
-        if isinstance(self.auto_retry_for, str) or not self.auto_retry_for:
+        if self.backoff_strategy == "fixed" and len(self.intervals) != self.max_retries:
+            raise ValueError(
+                f"fixed backoff needs one interval per retry: {len(self.intervals)} interval(s) for "
+                f"max_retries={self.max_retries}; list {self.max_retries} intervals or use RetryPolicy.fixed(intervals)"
+            )
+        if self.backoff_strategy == "exponential" and len(self.intervals) != 1:
+            raise ValueError(
+                f"exponential backoff takes exactly one base interval, got {len(self.intervals)}; "
+                "use RetryPolicy.exponential(base_seconds, max_retries=...)"
+            )
+        if (
+            isinstance(self.auto_retry_for, (str, bytes))
+            or not isinstance(self.auto_retry_for, (Sequence, frozenset, set))
+            or not self.auto_retry_for
+        ):
             raise ValueError("auto_retry_for must list at least one error code, e.g. ['UNHANDLED_EXCEPTION']")
         for code in self.auto_retry_for:
-            if not isinstance(code, str) or not _CODE.match(code):
-                raise ValueError(f"error codes are UPPER_SNAKE_CASE strings, got {code!r}")
-        if self.max_delay_seconds is not None and not self.max_delay_seconds > 0:
+            problem = code_spelling_problem(code, "each auto_retry_for entry")
+            if problem:
+                raise ValueError(problem)
+        if self.max_delay_seconds is not None and (
+            isinstance(self.max_delay_seconds, bool)
+            or not isinstance(self.max_delay_seconds, (int, float))
+            or not 0 < self.max_delay_seconds < float("inf")
+        ):
             raise ValueError(f"max_delay_seconds must be positive, got {self.max_delay_seconds!r}")
         object.__setattr__(self, "auto_retry_for", frozenset(str(code) for code in self.auto_retry_for))
         object.__setattr__(self, "intervals", tuple(self.intervals))
 
     @classmethod
     def fixed(
-        cls, intervals: Sequence[float], *, auto_retry_for: Sequence[str | BuiltInTaskCode], jitter: bool = True
+        cls, intervals: Sequence[float], *, auto_retry_for: Sequence[str | BuiltInTaskCode] = (), jitter: bool = True
     ) -> RetryPolicy:
         """One retry per interval, waiting each interval in turn."""
+        if isinstance(intervals, (str, bytes)) or not isinstance(intervals, Sequence):
+            raise ValueError(f"intervals must list one delay in seconds per retry, got {intervals!r}")
         return cls(
             auto_retry_for=auto_retry_for,
             max_retries=len(intervals),
@@ -79,7 +102,7 @@ class RetryPolicy:
         base_seconds: float,
         *,
         max_retries: int,
-        auto_retry_for: Sequence[str | BuiltInTaskCode],
+        auto_retry_for: Sequence[str | BuiltInTaskCode] = (),
         jitter: bool = True,
         max_delay_seconds: float | None = None,
     ) -> RetryPolicy:
@@ -104,7 +127,7 @@ class RetryPolicy:
         else:
             delay = float(self.intervals[0]) * 2 ** (retry_number - 1)
         if self.jitter:
-            delay *= 1 + (rng or random).uniform(0, 0.25)  # noqa: S311 (spreading load, not security)
+            delay *= 1 + (rng or random).uniform(-0.25, 0.25)  # noqa: S311 (spreading load, not security)
         if self.max_delay_seconds is not None:
             delay = min(delay, self.max_delay_seconds)
         return delay

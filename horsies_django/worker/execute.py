@@ -7,7 +7,6 @@ import inspect
 import json
 import logging
 import re
-import traceback
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from ..broker import ClaimedTask
 from ..statuses import ERROR_CODE_MAX_LENGTH
 from ..types.codec import dumps, encode_error, encode_result_json
 from ..types.codes import BuiltInTaskCode, ContractCode, OperationalErrorCode
-from ..types.results import TaskError, TaskResult
+from ..types.results import TaskError, TaskResult, flatten_exception
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -57,16 +56,8 @@ def failure(
     exception_info = None
     formatted = ""
     if exception is not None:
-        try:
-            formatted = "".join(traceback.format_exception(exception))
-        except Exception:  # a hostile exception (its __str__, notes or cause) must not end the worker
-            formatted = f"{type(exception).__qualname__}: the traceback could not be formatted"
-        exception_info = {
-            "type": type(exception).__qualname__,
-            "module": type(exception).__module__,
-            "message": safe_str(exception),
-            "traceback": formatted,
-        }
+        exception_info = flatten_exception(exception)
+        formatted = exception_info["traceback"]
     error = TaskError(error_code=code, message=message, data=data, exception=exception_info)
     return Outcome(
         ok=False,
@@ -256,8 +247,9 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
             data={"exception_type": f"{type(exc).__module__}.{type(exc).__qualname__}"},
         )
     if not isinstance(returned, TaskResult):
+        # horsies' code for this; RETURN_TYPE_MISMATCH is kept for an ok value of the wrong type.
         return failure(
-            ContractCode.RETURN_TYPE_MISMATCH,
+            OperationalErrorCode.TASK_EXCEPTION,
             f"task {claimed.name!r} returned {type(returned).__name__}, not a TaskResult",
         )
     if returned.is_ok():
@@ -278,7 +270,7 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     if returned.is_ok():
         return Outcome(ok=True, result_json=envelope)
     error = returned.unwrap_err()
-    exception = error.exception or {}
+    exception = error.exception if isinstance(error.exception, dict) else {}
     return Outcome(
         ok=False,
         result_json=envelope,

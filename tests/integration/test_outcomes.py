@@ -74,7 +74,7 @@ def test_raised_exception_is_unhandled_exception_with_traceback_kept() -> None:
 @pytest.mark.parametrize(
     ("task", "code", "fragment"),
     [
-        (not_a_result, ContractCode.RETURN_TYPE_MISMATCH, "returned int, not a TaskResult"),
+        (not_a_result, OperationalErrorCode.TASK_EXCEPTION, "returned int, not a TaskResult"),
         (wrong_ok_type, ContractCode.RETURN_TYPE_MISMATCH, "does not fit its declared type"),
         (unencodable, OperationalErrorCode.WORKER_SERIALIZATION_ERROR, "cannot be stored"),
         (known_nowhere, OperationalErrorCode.WORKER_RESOLUTION_ERROR, "no task named 'tests.known_nowhere'"),
@@ -167,6 +167,7 @@ def test_rebuilt_handle_decodes_with_the_registered_types_and_info_lists_attempt
         1,
     )
     assert info.started_at is not None and info.finished_at is not None and info.worker_id
+    assert info.attempts is not None
     assert [(a.number, a.outcome) for a in info.attempts] == [(1, "COMPLETED")]
 
 

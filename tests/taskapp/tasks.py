@@ -178,3 +178,14 @@ def scheduled_probe(scheduled_at: datetime, label: str = "") -> TaskResult[str, 
 
 
 from . import hostile  # noqa: E402, F401  (registers the tasks of the hostile-outcome tests)
+
+
+# horsies' "Don't call .send() at module level": autodiscovery imports this module with sends
+# suppressed, so this is Err(SEND_SUPPRESSED) and writes nothing, in the test process and in every
+# worker process and child (tests/integration/test_horsies_compat.py checks both).
+@app.task("tests.import_time")
+def import_time() -> TaskResult[None, TaskError]:
+    return TaskResult(ok=None)
+
+
+SENT_AT_IMPORT = import_time.send()

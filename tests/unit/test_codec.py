@@ -1,6 +1,7 @@
 """TaskSignature: definition errors, argument and result encoding. No database."""
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -20,6 +21,7 @@ from horsies_django.types.codec import (
     decode_result,
     dumps,
     encode_result,
+    encode_result_json,
 )
 
 
@@ -298,10 +300,59 @@ def test_err_result_with_builtin_code_decodes_to_the_enum(code: Any) -> None:
     assert decoded.message == "m"
 
 
-@pytest.mark.parametrize("data", [object(), {1, 2}, {"x": math.nan}, b"bytes"], ids=["object", "set", "nan", "bytes"])
-def test_err_data_not_json_is_a_codec_error(data: Any) -> None:
-    with pytest.raises(CodecError):
+class _BadStr:
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [object(), {"x": math.nan}, {"x": math.inf}, _BadStr(), b"\xff\xfe"],
+    ids=["object", "nan", "inf", "bad-str", "non-utf8-bytes"],
+)
+def test_err_data_the_codec_cannot_encode_is_a_codec_error(data: Any) -> None:
+    with pytest.raises(CodecError, match=r"TaskError\.data|JSON|NaN|nan|inf|NUL|surrogate"):
         encode_result(TaskResult(err=TaskError(error_code="X", data=data)), None)
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+    when: datetime
+
+
+@pytest.mark.parametrize(
+    ("data", "stored"),
+    [
+        ({1, 2}, [1, 2]),
+        (datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "2026-01-02T03:04:00Z"),
+        (UUID(int=1), "00000000-0000-0000-0000-000000000001"),
+        (Decimal("1.50"), "1.50"),
+        (_Point(1, datetime(2026, 1, 1, tzinfo=UTC)), {"x": 1, "when": "2026-01-01T00:00:00Z"}),
+        ({"nested": [1, "\\u0000", None]}, {"nested": [1, "\\u0000", None]}),
+        (10**30, 10**30),
+    ],
+    ids=["set", "datetime", "uuid", "decimal", "dataclass", "escaped-nul", "huge-int"],
+)
+def test_err_data_takes_anything_the_codec_can_encode(data: Any, stored: Any) -> None:
+    envelope = encode_result(TaskResult(err=TaskError(error_code="X", data=data)), None)
+    assert envelope["err"]["data"] == stored
+    assert decode_result(json.loads(dumps(envelope)), None).unwrap_err().data == stored
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b", "\\\x00"], ids=["surrogate", "nul", "backslash-nul"])
+def test_text_a_database_refuses_is_a_codec_error_before_the_write(text: str) -> None:
+    with pytest.raises(CodecError, match="surrogate|NUL"):
+        encode_result_json(TaskResult(ok=text), None)
+    assert encode_result_json(TaskResult(ok="\\u0000"), None) == '{"ok":"\\\\u0000"}'
+
+
+@pytest.mark.parametrize("text", ["\ud800", "a\x00b", "\\\x00"], ids=["surrogate", "nul", "backslash-nul"])
+def test_text_a_database_refuses_in_an_error_is_left_for_the_worker_to_replace(text: str) -> None:
+    # An error's text and data are a diagnosis: the codec encodes them as they are, and the
+    # worker's `storable()` replaces what no database stores (tests/integration/test_hostile_outcomes.py).
+    for error in (TaskError(message=text), TaskError(error_code=text), TaskError(error_code="X", data=[text])):
+        assert decode_result(json.loads(encode_result_json(TaskResult(err=error), None)), None).unwrap_err() == error
 
 
 def test_ok_value_not_json_is_a_codec_error() -> None:
