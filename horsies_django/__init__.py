@@ -6,9 +6,9 @@ from horsies_django import app, TaskResult, TaskError
 def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 """
 
-from typing import TYPE_CHECKING, Any
-
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app, suppress_sends
+from .statuses import ENDED as TASK_TERMINAL_STATES
+from .statuses import TaskStatus
 from .types.codec import TaskDefinitionError
 from .types.codes import (
     BuiltInTaskCode,
@@ -33,10 +33,6 @@ from .types.results import (
 from .types.retry import RetryPolicy
 from .types.status import TaskAttemptOutcome
 from .worker.execute import TaskContext, current_task
-
-if TYPE_CHECKING:  # at run time these come from __getattr__ below, once Django has loaded the apps
-    from .models import TERMINAL_STATUSES as TASK_TERMINAL_STATES
-    from .models import TaskStatus
 
 __all__ = [
     "TASK_TERMINAL_STATES",
@@ -70,17 +66,3 @@ __all__ = [
     "is_ok",
     "suppress_sends",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    # The status enum is the model's (one source of truth), and models cannot be imported while
-    # Django loads this package, so these two are looked up on first use.
-    if name == "TaskStatus":
-        from .models import TaskStatus
-
-        return TaskStatus
-    if name == "TASK_TERMINAL_STATES":
-        from .models import TERMINAL_STATUSES
-
-        return TERMINAL_STATUSES
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
