@@ -588,6 +588,27 @@ def _payload(row: NewTask, delay_s: float) -> TaskSendPayload:
     )
 
 
+def _sound(payload: TaskSendPayload) -> bool:
+    """Whether every field has a value a send could have written (a payload built by hand may not)."""
+    from .models import MAX_PRIORITY, MIN_PRIORITY
+
+    def aware(value: object) -> bool:
+        return isinstance(value, datetime) and not timezone.is_naive(value)
+
+    key = payload.idempotency_key
+    return (
+        isinstance(payload.priority, int)
+        and not isinstance(payload.priority, bool)
+        and MIN_PRIORITY <= payload.priority <= MAX_PRIORITY
+        and all(isinstance(text, str) for text in (payload.task_name, payload.queue_name, payload.kwargs_json))
+        and aware(payload.sent_at)
+        and (payload.good_until is None or aware(payload.good_until))
+        and isinstance(payload.max_retries, int)
+        and 0 <= payload.max_retries <= 100
+        and (key is None or (isinstance(key, str) and 0 < len(key) <= 255))
+    )
+
+
 def _existing_task(task_id: uuid.UUID) -> tuple[str, Any] | None:
     """The name and stored arguments of task `task_id`, or None if there is no such task."""
     from .models import Task
@@ -848,11 +869,11 @@ class TaskFunction(Generic[P, T]):
                     return Ok(TaskHandle(holder, self))
                 _broker().enqueue_many([row])
                 return Ok(TaskHandle(str(row.id), self))
-        except Exception as exc:
+        except (BrokerError, DatabaseError, SettingsError) as exc:
             logger.warning("send replay failed task=%s id=%s: %s", self.name, row.id, exc)
             try:  # the insert may have lost a race with another replay of the same send
                 existing = _existing_task(row.id)
-            except Exception:
+            except (DatabaseError, SettingsError):
                 existing = None
             if existing is None:
                 return Err(
@@ -898,7 +919,7 @@ class TaskFunction(Generic[P, T]):
             f"task {self.name!r}: the payload was altered after the send failed; send the task anew",
         )
         try:
-            if task_uuid is None or payload.fingerprint() != payload.enqueue_sha:
+            if task_uuid is None or payload.fingerprint() != payload.enqueue_sha or not _sound(payload):
                 return altered
             run_at = payload.sent_at + timedelta(seconds=payload.enqueue_delay_seconds or 0)
         except (TypeError, ValueError, AttributeError, OverflowError):  # fields replaced by hand

@@ -634,3 +634,13 @@ def test_a_forged_payload_with_a_fresh_fingerprint_is_refused_without_raising(
     result = my_task.retry_send(forged)
     assert is_err(result) and result.err_value.code in ("ENQUEUE_FAILED", "PAYLOAD_MISMATCH", "VALIDATION_FAILED")
     assert not Task.objects.exists()
+
+
+def test_a_broken_setting_makes_info_and_replay_errors_not_exceptions(
+    settings: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _failed_send(capsys)
+    handle = my_task.send(1, 2).unwrap()
+    settings.HORSIES = {"WORKER": {"lease_s": 1, "heartbeat_s": 1}}
+    assert handle.info().unwrap_err().error_code == OperationalErrorCode.BROKER_ERROR
+    assert my_task.retry_send(err).unwrap_err().code == TaskSendErrorCode.ENQUEUE_FAILED
