@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from .broker.base import BrokerError
 from .conf import DEFAULT_QUEUE, HorsiesSettings, SettingsError, get_settings
-from .statuses import ENDED, AttemptOutcome
+from .statuses import ENDED, AttemptOutcome, TaskStatus
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result, loads
 from .types.codes import (
     BUILTIN_CODES,
