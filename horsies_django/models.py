@@ -26,6 +26,7 @@ __all__ = [
     "Task", "TaskAttempt", "AttemptOutcome", "WorkerProcess", "Schedule",
 ]  # fmt: skip
 
+
 # The one definition lives in `statuses` (importable before the app registry is ready).
 TERMINAL_STATUSES = ENDED
 HELD_STATUSES = ACTIVE
