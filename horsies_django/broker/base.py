@@ -392,7 +392,8 @@ class Broker:
     # The SET clause and history insert shared by the vendors' batch statements, over rows `v`.
     finish_set = (
         "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
-        "error_traceback = v.error_traceback, finished_at = v.finished_at, lease_expires_at = NULL, "
+        "error_traceback = v.error_traceback, finished_at = v.finished_at, started_at = v.started_at, "
+        "lease_expires_at = NULL, "
         "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
         "crash_reruns = {t}.crash_reruns + v.crash"
     )
