@@ -545,12 +545,17 @@ class ProcessTaskPool:
 
     # -- handing out work -------------------------------------------------------------------
 
-    def _room(self, child: _Child, now: float) -> int:
+    def _room(self, child: _Child, now: float, *, refill: bool = False) -> int:
+        """How many more tasks the child may hold now. With `refill`, none until its queue is down
+        to half: a child is then topped up in one message instead of one task at a time."""
         if child.dead:
             return 0
         young = child.running is None or now - child.running_since < YOUNG_TASK_S
         depth = self.prefetch if not child.pace else min(self.prefetch, int(QUEUE_WINDOW_S / child.pace))
-        room = (1 + depth if young else 1) - child.outstanding
+        capacity = 1 + depth if young else 1
+        if refill and child.outstanding > 1 and child.outstanding * 2 > capacity:
+            return 0
+        room = capacity - child.outstanding
         if self.max_tasks_per_child:
             room = min(room, self.max_tasks_per_child - child.assigned)
         return max(room, 0)
@@ -560,7 +565,7 @@ class ProcessTaskPool:
             return
         now = time.monotonic()
         batches: dict[int, list[tuple[int, ClaimedTask]]] = {}
-        rooms = [self._room(child, now) for child in self._children]
+        rooms = [self._room(child, now, refill=True) for child in self._children]
         while self._backlog:
             # The child with the most room: idle children first, so work spreads before it queues.
             best = max(range(len(rooms)), key=rooms.__getitem__, default=None)
