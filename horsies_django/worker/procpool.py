@@ -419,7 +419,14 @@ class ProcessTaskPool:
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
         try:
-            pid = self._template.spawn(task_read, result_write, self.max_tasks_per_child)
+            try:
+                pid = self._template.spawn(task_read, result_write, self.max_tasks_per_child)
+            except (OSError, EOFError) as exc:
+                logger.error("the template process is gone (%s); starting a new one", exc)
+                with contextlib.suppress(OSError, EOFError):
+                    self._template.close()
+                self._template = _Template()
+                pid = self._template.spawn(task_read, result_write, self.max_tasks_per_child)
         finally:
             os.close(task_read)
             os.close(result_write)
@@ -513,7 +520,7 @@ class ProcessTaskPool:
         os.close(child.task_fd)
         os.close(child.result_fd)
         code: int | None = None
-        with contextlib.suppress(OSError, EOFError):
+        with contextlib.suppress(OSError, EOFError):  # the template is gone (init reaps its children)
             code = self._template.reap(child.pid)
         expected = child.killed or (
             self.max_tasks_per_child and child.assigned >= self.max_tasks_per_child and child.running is None

@@ -144,6 +144,7 @@ class Worker:
         self.pool: TaskPool | None = None
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
+        self._gave_back_unstarted = False
         self._running: dict[str, _Running] = {}
         self._unsaved: list[Finish] = []
         self._db_failures = 0
@@ -335,13 +336,21 @@ class Worker:
                     OutcomeCode.TASK_TIMEOUT, f"task {running.task.name!r} ran longer than {running.timeout_ms} ms"
                 )
                 self._unsaved.append(self._finish_for(running, outcome, timezone.now()))
+        if self.stopping and not self._gave_back_unstarted:
+            # Tasks queued in a child but not started: give them back now, for other workers.
+            self._gave_back_unstarted = True
+            self._release_running(pool, unstarted_only=True)
         if self._stop_deadline is not None and now >= self._stop_deadline and self._running:
             self._release_running(pool)
 
-    def _release_running(self, pool: TaskPool) -> None:
+    def _release_running(self, pool: TaskPool, *, unstarted_only: bool = False) -> None:
         """Stop what still runs and put it back to PENDING without counting the attempt."""
         for task_id, running in list(self._running.items()):
-            pool.stop(task_id)
+            if unstarted_only:
+                if pool.start_of(task_id) is not None or not pool.stop(task_id):
+                    continue
+            else:
+                pool.stop(task_id)
             del self._running[task_id]
             logger.warning("task released id=%s: the worker is stopping", task_id)
             now = timezone.now()

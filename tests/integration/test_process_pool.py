@@ -345,3 +345,29 @@ def test_a_script_without_a_main_guard_is_not_run_again_by_the_children(tmp_path
     assert [handle.get(timeout_ms=1000).unwrap() for handle in handles] == [f"guardless-{i}" for i in range(4)]
     assert Run.objects.filter(key__startswith="guardless-").count() == 4
     assert TaskAttempt.objects.filter(outcome="COMPLETED").count() == 4
+
+
+def test_a_dead_template_is_replaced_when_a_child_must_be_started(make_pool: Callable[..., ProcessTaskPool]) -> None:
+    pool = make_pool(1, prefetch=0)
+    os.kill(pool._template.pid, signal.SIGKILL)
+    os.kill(child_pids(pool)[0], signal.SIGKILL)
+    task = claimed("tests.add", a=7)
+    pool.submit(task)
+    assert ok_value(collect(pool, 1)[task.id]) == 7
+
+
+def test_sigterm_gives_back_the_tasks_queued_in_a_child_at_once() -> None:
+    handles = [record.send(f"queued-{i}", sleep_ms=1500).unwrap() for i in range(4)]
+    worker = start_worker("--concurrency", "1", "--prefetch", "8")
+    wait_until(lambda: Task.objects.filter(status="RUNNING").count() == 4, what="one claim of all four")
+    time.sleep(0.5)  # let the first one start; the assertions hold either way
+    code, err = stop(worker)
+    assert code == 0, err
+    rows = [Task.objects.get(pk=handle.task_id) for handle in handles]
+    completed = [row for row in rows if row.status == "COMPLETED"]
+    given_back = [row for row in rows if row.status == "PENDING"]
+    assert len(completed) + len(given_back) == 4
+    assert len(given_back) >= 3  # all but the one that had started
+    assert all(row.attempt == 0 for row in given_back)
+    assert not TaskAttempt.objects.filter(task_id__in=[row.id for row in given_back]).exists()
+    assert Run.objects.filter(key__startswith="queued-").count() == len(completed)
