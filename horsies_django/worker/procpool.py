@@ -522,7 +522,7 @@ class ProcessTaskPool:
         code: int | None = None
         with contextlib.suppress(OSError, EOFError):  # the template is gone (init reaps its children)
             code = self._template.reap(child.pid)
-        expected = child.killed or (
+        expected = (child.killed or self._closing) or (
             self.max_tasks_per_child and child.assigned >= self.max_tasks_per_child and child.running is None
         )
         if not expected:
