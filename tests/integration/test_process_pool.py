@@ -371,3 +371,19 @@ def test_sigterm_gives_back_the_tasks_queued_in_a_child_at_once() -> None:
     assert all(row.attempt == 0 for row in given_back)
     assert not TaskAttempt.objects.filter(task_id__in=[row.id for row in given_back]).exists()
     assert Run.objects.filter(key__startswith="queued-").count() == len(completed)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "1e400", "abc", "\x00", "\ud800", ""])
+def test_prefetch_refuses_what_is_not_a_count(value: str) -> None:
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="prefetch"):
+        call_command("horsies_worker", "--burst", "--prefetch", value)
+
+
+@pytest.mark.parametrize(("value", "error"), [(-1, ValueError), ("2", TypeError), (None, TypeError)])
+def test_worker_refuses_a_bad_prefetch_at_once(value: object, error: type[Exception]) -> None:
+    from horsies_django.worker import Worker
+
+    with pytest.raises(error):
+        Worker(pool="processes", prefetch=value)  # type: ignore[arg-type]
