@@ -517,12 +517,13 @@ class Broker:
     # worker_id, claimed_at and started_at go, as they do when an operator retries it.
     finish_set = (
         "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
-        "error_traceback = v.error_traceback, finished_at = v.finished_at, lease_expires_at = NULL, "
+        "error_traceback = v.error_traceback, finished_at = v.finished_at, "
+        "lease_expires_at = NULL, "
         "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
         "crash_reruns = {t}.crash_reruns + v.crash, "
         f"worker_id = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.worker_id END, "
         f"claimed_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.claimed_at END, "
-        f"started_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE {{t}}.started_at END, "
+        f"started_at = CASE WHEN v.status = {SQL_PENDING} THEN NULL ELSE v.started_at END, "
         # Back to PENDING, neither released at shutdown nor after a crash: a RetryPolicy retry.
         f"retry_count = {{t}}.retry_count + CASE WHEN v.status = {SQL_PENDING} AND v.uncount = 0 AND v.crash = 0 "
         "THEN 1 ELSE 0 END"

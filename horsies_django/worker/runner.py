@@ -9,11 +9,11 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from django.db import DatabaseError, close_old_connections, connections
+from django.db import DatabaseError, connections
 from django.utils import timezone
 
 from ..app import Horsies
@@ -27,7 +27,8 @@ from ..types.codes import OperationalErrorCode, OutcomeCode
 from ..types.results import TaskError
 from .execute import Outcome, failure
 from .outcomes import log_outcome, save_finishes
-from .pools import ProcessTaskPool, TaskPool, ThreadTaskPool
+from .pools import Completion, TaskPool, ThreadTaskPool
+from .procpool import DEFAULT_PREFETCH, ProcessTaskPool
 
 logger = logging.getLogger("horsies_django.worker")
 
@@ -64,9 +65,8 @@ class WorkerStats:
 @dataclass(frozen=True, slots=True)
 class _Running:
     task: ClaimedTask
-    started_at: datetime
+    started_at: datetime  # claimed at, until the pool reports when the task began running
     timeout_ms: int | None
-    deadline: float | None  # monotonic; None: no timeout
 
 
 def prune_finished(broker: Broker, *, now: datetime, limit: int | None = None) -> int:
@@ -107,6 +107,7 @@ class Worker:
         concurrency: int | None = None,
         pool: PoolKind = "threads",
         max_tasks_per_child: int = 0,
+        prefetch: int = DEFAULT_PREFETCH,
         burst: bool = False,
         poll_interval_s: float | None = None,
         shutdown_timeout_s: float = 30.0,
@@ -125,6 +126,9 @@ class Worker:
             raise ValueError("the process pool runs tasks from horsies_django.app; use pool='threads' for another app")
         self.pool_kind: PoolKind = pool
         self.max_tasks_per_child = max_tasks_per_child
+        if prefetch < 0:
+            raise ValueError(f"prefetch must be 0 or more, got {prefetch}")
+        self.prefetch = prefetch
         self.burst = burst
         self.run_scheduler = run_scheduler
         self._broker: Broker = get_broker()
@@ -143,6 +147,7 @@ class Worker:
         self._stopping = threading.Event()
         self._stop_deadline: float | None = None
         self._give_up_saving_at: float | None = None
+        self._gave_back_unstarted = False
         self._running: dict[str, _Running] = {}
         self._unsaved: list[Finish] = []
         self._db_failures = 0
@@ -177,8 +182,9 @@ class Worker:
 
     def _make_pool(self) -> TaskPool:
         if self.pool_kind == "processes":
-            close_old_connections()  # children are spawned, but do not hand them a live socket anyway
-            return ProcessTaskPool(self.concurrency, max_tasks_per_child=self.max_tasks_per_child)
+            return ProcessTaskPool(
+                self.concurrency, max_tasks_per_child=self.max_tasks_per_child, prefetch=self.prefetch
+            )
         return ThreadTaskPool(self.app, self.concurrency)
 
     def run(self) -> WorkerStats:
@@ -236,19 +242,19 @@ class Worker:
     def _wait_timeout(self, next_maintenance: float) -> float:
         now = time.monotonic()
         until = min(now + self.poll_interval_s, next_maintenance)
-        deadlines = [r.deadline for r in self._running.values() if r.deadline is not None]
+        deadlines = [d for r in self._running.values() if (d := self._deadline(r)) is not None]
         if self._stop_deadline is not None:
             deadlines.append(self._stop_deadline)
         if deadlines:
             until = min(until, min(deadlines))
         # While there is room, come back soon to claim more instead of sleeping a full poll.
-        if not self.stopping and len(self._running) < self.concurrency:
+        if not self.stopping and self.pool is not None and self.pool.free_slots() > 0:
             until = min(until, now + 0.005)
         return max(until - now, 0)
 
     def _claim_and_start(self, pool: TaskPool) -> int | None:
         """Claim and start up to the free slots; the number claimed, or None if it did not look."""
-        free = min(pool.free_slots(), self.concurrency - len(self._running))
+        free = pool.free_slots()  # the pool's room, with the tasks it may queue in its children
         if self.stopping or free <= 0 or not self._database_ready():
             return None
         now = timezone.now()
@@ -277,13 +283,11 @@ class Worker:
         if claimed and self.stats.first_claim_monotonic is None:
             self.stats.first_claim_monotonic = time.monotonic()
         self.stats.claimed += len(claimed)
-        started = time.monotonic()
         for task in claimed:
             logger.debug("task claimed id=%s name=%s attempt=%d", task.id, task.name, task.attempt)
             definition = self.app.get_task(task.name)
             timeout_ms = definition.timeout_ms if definition else None
-            deadline = started + timeout_ms / 1000 if timeout_ms else None
-            self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms, deadline=deadline)
+            self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms)
             pool.submit(task)
         return len(claimed)
 
@@ -291,22 +295,42 @@ class Worker:
         settings = get_settings()
         return bool(settings.queue_caps() or settings.cluster_max_concurrency is not None or self._rate_limits)
 
-    def _collect(self, completions: Sequence[tuple[str, Outcome | None]]) -> None:
+    def _deadline(self, running: _Running) -> float | None:
+        """When the task times out (monotonic): its timeout from the moment it began running."""
+        if not running.timeout_ms or self.pool is None:
+            return None
+        start = self.pool.start_of(running.task.id)
+        return None if start is None else start.monotonic + running.timeout_ms / 1000
+
+    def _collect(self, completions: Sequence[Completion]) -> None:
         finished_at = timezone.now()
-        for task_id, outcome in completions:
-            running = self._running.pop(task_id, None)
+        for completion in completions:
+            running = self._running.pop(completion.task_id, None)
             if running is None:
                 continue  # timed out or cancelled earlier; its late result is not wanted
-            if outcome is None:
+            if completion.started_at is not None:
+                running = replace(running, started_at=completion.started_at)
+            if completion.released:
+                # Stopped through no fault of its own (its process was killed for another task).
+                logger.warning("task released id=%s: its process was stopped for another task", completion.task_id)
+                released = self._finish(
+                    running, "PENDING", finished_at, attempt_outcome=None, run_at=finished_at, release=True
+                )
+                self._unsaved.append(released)
+            elif completion.outcome is None:
                 # The child process died under the task (a crash, out of memory): a crash re-run.
                 self._unsaved.append(self._crashed(running, finished_at))
-                continue
-            self._unsaved.append(self._finish_for(running, outcome, finished_at))
+            else:
+                self._unsaved.append(self._finish_for(running, completion.outcome, finished_at))
 
     def _enforce_deadlines(self, pool: TaskPool) -> None:
         now = time.monotonic()
         for task_id, running in list(self._running.items()):
-            if running.deadline is not None and now >= running.deadline:
+            deadline = self._deadline(running)
+            if deadline is not None and now >= deadline:
+                start = pool.start_of(task_id)
+                if start is not None:
+                    running = replace(running, started_at=start.at)
                 stopped = pool.stop(task_id)
                 logger.warning(
                     "task timed out id=%s name=%s (%s)",
@@ -319,17 +343,25 @@ class Worker:
                     OutcomeCode.TASK_TIMEOUT, f"task {running.task.name!r} ran longer than {running.timeout_ms} ms"
                 )
                 self._unsaved.append(self._finish_for(running, outcome, timezone.now()))
+        if self.stopping and not self._gave_back_unstarted:
+            # Tasks queued in a child but not started: give them back now, for other workers.
+            self._gave_back_unstarted = True
+            self._release_running(pool, unstarted_only=True)
         if self._stop_deadline is not None and now >= self._stop_deadline and self._running:
             self._stop_deadline = None  # once: what cannot be stopped is waited for, not polled for
             self._release_running(pool)
 
-    def _release_running(self, pool: TaskPool) -> None:
+    def _release_running(self, pool: TaskPool, *, unstarted_only: bool = False) -> None:
         """Stop what still runs and put it back to PENDING without counting the attempt.
 
-        A task the pool cannot stop (a thread) stays held, its lease renewed, until it returns:
-        releasing it would let another worker run it while this thread still does."""
+        `unstarted_only`: only the tasks queued in a child that have not started. A task the pool
+        cannot stop (a thread) stays held, its lease renewed, until it returns: releasing it would
+        let another worker run it while this thread still does."""
         for task_id, running in list(self._running.items()):
-            if not pool.stop(task_id):
+            if unstarted_only:
+                if pool.start_of(task_id) is not None or not pool.stop(task_id):
+                    continue
+            elif not pool.stop(task_id):
                 if task_id not in self._held_threads:
                     self._held_threads.add(task_id)
                     logger.warning(

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from ...worker import Worker
+from ...worker.procpool import DEFAULT_PREFETCH
 
 
 def positive_int(value: str) -> int:
@@ -78,6 +79,14 @@ class Command(BaseCommand):
             help="Replace a child process after it has run this many tasks; 0 never (default: %(default)s).",
         )
         parser.add_argument(
+            "--prefetch",
+            type=non_negative_int,
+            default=DEFAULT_PREFETCH,
+            help="Process pool only: tasks a child may hold queued behind the one it runs, so that it never "
+            "waits for the supervisor between short tasks; 0 hands each child one task at a time "
+            "(default: %(default)s).",
+        )
+        parser.add_argument(
             "--shutdown-timeout",
             type=non_negative_float,
             default=30.0,
@@ -108,6 +117,7 @@ class Command(BaseCommand):
             burst=options["burst"],
             pool=options["pool"],
             max_tasks_per_child=options["max_tasks_per_child"],
+            prefetch=options["prefetch"],
             shutdown_timeout_s=options["shutdown_timeout"],
             worker_id=options["worker_id"],
             run_scheduler=not options["no_scheduler"],
