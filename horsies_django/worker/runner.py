@@ -314,7 +314,7 @@ class Worker:
                 # Stopped through no fault of its own (its process was killed for another task).
                 logger.warning("task released id=%s: its process was stopped for another task", completion.task_id)
                 released = self._finish(
-                    running, "PENDING", finished_at, attempt_outcome=None, run_at=finished_at, release=True
+                    running, TaskStatus.PENDING, finished_at, attempt_outcome=None, run_at=finished_at, release=True
                 )
                 self._unsaved.append(released)
             elif completion.outcome is None:
