@@ -615,7 +615,6 @@ class Horsies:
                 )
             _check_task_options(name, func, retry_policy, timeout_ms, exception_mapper)
             limit = _rate_limit(name, func, rate_limit)
-            _check_queue(name, func, queue_name or DEFAULT_QUEUE)
             task = TaskFunction(
                 app=self,
                 name=name,
@@ -724,20 +723,6 @@ def _rate_limit(name: str, fn: Callable[..., Any], spec: str | None) -> RateLimi
         return RateLimit.parse(spec)
     except ValueError as exc:
         raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {exc}") from None
-
-
-def _check_queue(name: str, fn: Callable[..., Any], queue_name: str) -> None:
-    from django.conf import settings
-
-    if not settings.configured:
-        return  # the system check (horsies_django.E011) reports it once settings exist
-    try:
-        unknown = get_settings().unknown_queue(queue_name)
-    except SettingsError:
-        return  # a bad HORSIES: `manage.py check` reports that, and then this
-
-    if unknown:
-        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {unknown}")
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
