@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -93,7 +93,7 @@ def parse_since(text: str) -> timedelta:
 
 def matching(
     *,
-    statuses: frozenset[str] | set[str],
+    statuses: Iterable[str],
     name: str | None = None,
     error_code: str | None = None,
     group: str | None = None,
