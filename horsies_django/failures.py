@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db.models import Count, Max, Min, Q, QuerySet
 from django.db.models.functions import TruncHour
@@ -17,9 +18,9 @@ from .conf import get_settings
 from .models import Task, TaskStatus
 from .types.grouping import normalise
 
-# Rows that belong to a group: ended FAILED, or PENDING again for an automatic retry after failing.
-GROUPED = (TaskStatus.FAILED, TaskStatus.PENDING)
+# A group's rows: FAILED ones, and PENDING ones waiting for an automatic retry after failing so.
 SPARK_HOURS = 24
+FAILED = Q(status=TaskStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,9 @@ def in_group(name: str, group: str) -> Q:
 
 
 def grouped_rows(*, name: str | None = None, since: datetime | None = None) -> QuerySet[Task]:
-    rows = _tasks().filter(error_group__isnull=False, status__in=GROUPED)
+    """Every row of the partial index. Statuses are told apart by the counts' FILTERs, not in the
+    WHERE clause, so PostgreSQL reads the index alone, in group order (an index-only scan)."""
+    rows = _tasks().filter(error_group__isnull=False)
     if name:
         rows = rows.filter(name=name)
     if since is not None:
@@ -53,21 +56,26 @@ def grouped_rows(*, name: str | None = None, since: datetime | None = None) -> Q
     return rows
 
 
-def error_groups(
-    now: datetime, *, name: str | None = None, since: datetime | None = None, order: str = "last", limit: int = 100
-) -> tuple[list[ErrorGroup], int]:
-    """The groups (most recent or largest first, at most `limit`) with samples and sparklines, and
-    how many groups there are in all."""
-    rows = (
+def group_counts(*, name: str | None = None, since: datetime | None = None) -> QuerySet[Any, Any]:
+    """The one grouped query: per task name and group, failed and retrying counts, first and last seen."""
+    return (
         grouped_rows(name=name, since=since)
         .values("name", "error_group")
         .annotate(
-            failed=Count("pk", filter=Q(status=TaskStatus.FAILED)),
+            failed=Count("pk", filter=FAILED),
             retrying=Count("pk", filter=Q(status=TaskStatus.PENDING)),
-            first=Min("finished_at"),
-            last=Max("finished_at"),
+            first=Min("finished_at", filter=FAILED),
+            last=Max("finished_at", filter=FAILED),
         )
     )
+
+
+def error_groups(
+    now: datetime, *, name: str | None = None, since: datetime | None = None, order: str = "last", limit: int = 50
+) -> tuple[list[ErrorGroup], int]:
+    """The groups (most recent or largest first, at most `limit`) with samples and sparklines, and
+    how many groups there are in all."""
+    rows = group_counts(name=name, since=since)
     groups = [
         ErrorGroup(
             name=row["name"],
@@ -78,6 +86,7 @@ def error_groups(
             last_seen=row["last"],
         )
         for row in rows
+        if row["failed"] or row["retrying"]  # rows of other statuses only (cancelled since) form no group
     ]
     if order == "count":
         groups.sort(key=lambda g: (-g.failed, -g.retrying, g.name))
@@ -90,10 +99,14 @@ def top_groups(now: datetime, *, hours: int = 24, limit: int = 10) -> list[Error
     """The groups with the most failures that ended in the last `hours` hours."""
     since = now - timedelta(hours=hours)
     rows = (
-        _tasks()
-        .filter(error_group__isnull=False, status=TaskStatus.FAILED, finished_at__gte=since)
+        grouped_rows(since=since)
         .values("name", "error_group")
-        .annotate(n=Count("pk"), first=Min("finished_at"), last=Max("finished_at"))
+        .annotate(
+            n=Count("pk", filter=FAILED),
+            first=Min("finished_at", filter=FAILED),
+            last=Max("finished_at", filter=FAILED),
+        )
+        .filter(n__gt=0)
         .order_by("-n", "name", "error_group")[:limit]
     )
     groups = [
@@ -114,40 +127,42 @@ def complete(groups: list[ErrorGroup], now: datetime, *, sparkline: bool = True)
     """Add each group's sample (its latest failure: code, normalised message, id) and sparkline."""
     if not groups:
         return []
-    hourly = _hourly(groups, now) if sparkline else {}
+    first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=SPARK_HOURS - 1)
     done = []
     for g in groups:
-        sample = (
-            _tasks()
-            .filter(in_group(g.name, g.group), status__in=GROUPED)
-            .order_by("status", "-finished_at")  # FAILED before PENDING, then the latest
-            .values_list("pk", "error_code", "error_message")
-            .first()
-        )
+        sample = _sample(g, TaskStatus.FAILED) or _sample(g, TaskStatus.PENDING)
         if sample is not None:
             pk, code, message = sample
             g = replace(g, code=code or "", message=normalise(message or ""), sample_id=str(pk))
         if sparkline:
-            g = replace(g, hourly=hourly.get((g.name, g.group), [0] * SPARK_HOURS))
+            g = replace(g, hourly=_hourly(g, first_hour))
         done.append(g)
     return done
 
 
-def _hourly(groups: list[ErrorGroup], now: datetime) -> dict[tuple[str, str], list[int]]:
-    first_hour = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=SPARK_HOURS - 1)
-    match = Q()
-    for g in groups:
-        match |= in_group(g.name, g.group)
+def _sample(g: ErrorGroup, status: str) -> tuple[Any, str | None, str] | None:
+    """The group's latest row in `status`: one backward step along the group's index range."""
+    return (
+        _tasks()
+        .filter(in_group(g.name, g.group), status=status)
+        .order_by("-finished_at")
+        .values_list("pk", "error_code", "error_message")
+        .first()
+    )
+
+
+def _hourly(g: ErrorGroup, first_hour: datetime) -> list[int]:
+    """Failures per hour since `first_hour`: the group's index range, read without the table."""
     rows = (
         _tasks()
-        .filter(match, status=TaskStatus.FAILED, finished_at__gte=first_hour)
+        .filter(in_group(g.name, g.group), status=TaskStatus.FAILED, finished_at__gte=first_hour)
         .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
-        .values("name", "error_group", "hour")
+        .values("hour")
         .annotate(n=Count("pk"))
     )
-    found: dict[tuple[str, str], list[int]] = {}
+    hourly = [0] * SPARK_HOURS
     for row in rows:
         index = int((row["hour"] - first_hour).total_seconds() // 3600)
         if 0 <= index < SPARK_HOURS:
-            found.setdefault((row["name"], str(row["error_group"])), [0] * SPARK_HOURS)[index] += row["n"]
-    return found
+            hourly[index] += row["n"]
+    return hourly

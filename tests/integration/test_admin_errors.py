@@ -12,7 +12,6 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
 from django.db import connection
-from django.db.models import Count
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -340,9 +339,9 @@ def test_the_grouped_query_reads_the_error_group_index() -> None:
         ],
         batch_size=1000,
     )
-    rows = failures.grouped_rows().values("name", "error_group")
+    rows = failures.group_counts()
     # As in a real table, most rows completed; the statistics say so.
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE horsies_task" if connection.vendor == "postgresql" else "ANALYZE")
-    plan = rows.annotate(n=Count("pk")).explain()
+    plan = rows.explain()
     assert "horsies_task_error_group_idx" in plan, plan
