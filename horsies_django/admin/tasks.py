@@ -40,7 +40,9 @@ else:  # The admin classes are generic only in the type stubs.
 class TaskAdmin(Operated, TaskAdminBase):
     change_list_template = "horsies_django/admin/task_change_list.html"
     change_form_template = "horsies_django/admin/task_change_form.html"
-    list_display = ["task", "status_badge", "error", "attempts", "enqueued", "waited", "ran", "finished", "worker"]
+    # Fits 1440 px beside the navigation sidebar and the filters: the finish time sits under the run
+    # time; the enqueue time is on the date drill-down above the list and on the detail page.
+    list_display = ["task", "status_badge", "error", "attempts", "waited", "ran", "worker"]
     list_filter = ["status", QueueFilter, NameFilter, ErrorCodeFilter, ErrorGroupFilter]
     search_fields = ["name", "error_code", "error_message"]
     search_help_text = (
@@ -148,9 +150,11 @@ class TaskAdmin(Operated, TaskAdminBase):
     def waited(self, obj: Task) -> str:
         return display.queue_wait(obj)
 
-    @admin.display(description="ran")
-    def ran(self, obj: Task) -> str:
-        return display.run_time(obj)
+    @admin.display(description="ran", ordering="finished_at")
+    def ran(self, obj: Task) -> SafeString | str:
+        if obj.finished_at is None:
+            return display.run_time(obj)
+        return format_html('{}<small class="hz-sub">{}</small>', display.run_time(obj), display.when(obj.finished_at))
 
     @admin.display(description="finished", ordering="finished_at")
     def finished(self, obj: Task) -> SafeString | str:

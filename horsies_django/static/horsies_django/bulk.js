@@ -9,6 +9,8 @@
   const text = box.querySelector(".hz-progress-text");
   const total = Number(form.dataset.total) || 0;
   const done = form.dataset.done;
+  // Not form.action: the form's input named "action" shadows that property.
+  const url = form.getAttribute("action") || window.location.href;
 
   function show(seen, changed) {
     bar.max = Math.max(total, seen);
@@ -30,7 +32,7 @@
       body.set("_changed", String(changed));
       let reply;
       try {
-        const response = await fetch(form.action || window.location.href, {
+        const response = await fetch(url, {
           method: "POST", body: body, credentials: "same-origin",
           headers: {"X-Requested-With": "XMLHttpRequest"},
         });
@@ -50,6 +52,6 @@
     }
     box.classList.add("hz-progress--done");
     text.textContent = changed.toLocaleString() + " task" + (changed === 1 ? "" : "s") + " " + done + ".";
-    window.location.href = form.dataset.next || form.action || window.location.href;
+    window.location.href = form.dataset.next || url;
   });
 })();
