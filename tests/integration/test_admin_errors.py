@@ -106,6 +106,23 @@ def test_worker_failures_are_grouped_and_the_page_shows_each_group(operator: Cli
     assert "<title>Errors |" in page
 
 
+def test_a_task_waiting_for_its_automatic_retry_counts_as_retrying_and_leaves_the_group_on_success() -> None:
+    from tests.taskapp.tasks import flaky
+
+    task_id = flaky.send("k", 1).unwrap().task_id
+    Worker(burst=True).run()  # the first run fails; the retry is due later, so the burst ends
+    task = Task.objects.get(pk=task_id)
+    assert (task.status, task.error_code) == (TaskStatus.PENDING, "FLAKY")
+    assert task.error_group == group_key("FLAKY", "run 1 fails")
+    groups, _ = failures.error_groups(timezone.now())
+    assert [(g.name, g.failed, g.retrying, g.sample_id) for g in groups] == [("tests.flaky", 0, 1, task_id)]
+    Task.objects.filter(pk=task_id).update(run_at=timezone.now())
+    Worker(burst=True).run()
+    assert Task.objects.get(pk=task_id).status == TaskStatus.COMPLETED
+    assert Task.objects.get(pk=task_id).error_group is None
+    assert failures.error_groups(timezone.now()) == ([], 0)
+
+
 def test_dashboard_top_errors_are_the_same_groups_and_link_to_them(operator: Client) -> None:
     fail("order 1 failed", "order 2 failed", "disk full")
     page = operator.get(reverse("admin:horsies_django_task_dashboard")).content.decode()

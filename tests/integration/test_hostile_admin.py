@@ -26,11 +26,13 @@ VALUES = [
 PARAMS = [
     "queue", "name", "error_code", "status__exact", "q", "o", "p", "enqueued_at__year", "enqueued_at__month",
     "enqueued_at__day", "state", "hostname", "paused__exact", "e", "_facets", "all", "group", "since", "task",
+    "_after", "_step",
 ]  # fmt: skip
 PAGES = [
     "admin:horsies_django_task_changelist",
     "admin:horsies_django_task_dashboard",
     "admin:horsies_django_task_dashboard_fragment",
+    "admin:horsies_django_task_errors",
     "admin:horsies_django_schedule_changelist",
     "admin:horsies_django_workerprocess_changelist",
 ]
@@ -77,6 +79,14 @@ def test_nul_is_refused_with_400(client: Client, param: str) -> None:
 
 def test_a_nul_in_a_post_is_refused(client: Client) -> None:
     response = client.post(reverse("admin:horsies_django_task_changelist"), {"action": "retry_tasks\x00"})
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("after", ["%00", "x", "'", "-1", "%ED%A0%80", "9" * 100])
+def test_hostile_bulk_step_cursor_never_gives_a_500(client: Client, after: str) -> None:
+    data = {"action": "retry_tasks", "select_across": "1", "_selected_action": "x", "post": "yes", "_step": "1"}
+    url = reverse("admin:horsies_django_task_changelist") + "?status__exact=FAILED"
+    response = client.post(url, {**data, "_after": after.replace("%00", "\x00")})
     assert response.status_code == 400
 
 
