@@ -1086,7 +1086,6 @@ class Horsies:
             default_code = _default_code(name, func, default_unhandled_error_code)
             _check_good_until(name, func, good_until)
             limit = _rate_limit(name, func, rate_limit)
-            _check_queue(name, func, queue_name or DEFAULT_QUEUE)
             task = TaskFunction(
                 app=self,
                 name=name,
@@ -1229,20 +1228,6 @@ def _rate_limit(name: str, fn: Callable[..., Any], spec: str | None) -> RateLimi
         return RateLimit.parse(spec)
     except ValueError as exc:
         raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {exc}") from None
-
-
-def _check_queue(name: str, fn: Callable[..., Any], queue_name: str) -> None:
-    from django.conf import settings
-
-    if not settings.configured:
-        return  # the system check (horsies_django.E011) reports it once settings exist
-    try:
-        unknown = get_settings().unknown_queue(queue_name)
-    except SettingsError:
-        return  # a bad HORSIES: `manage.py check` reports that, and then this
-
-    if unknown:
-        raise TaskDefinitionError(f"task {name!r} ({_where(fn)}): {unknown}")
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

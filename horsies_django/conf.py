@@ -17,6 +17,20 @@ from .types.codes import code_spelling_problem
 DEFAULT_QUEUE = "default"
 DEFAULT_PRIORITY = 100
 MAX_QUEUE_PRIORITY = 1000  # the Task.priority check constraint's upper bound
+MAX_NAME_LENGTH = 100  # Task.queue_name and Task.error_code hold at most this many characters
+
+# Upper bounds for every number: past them a value is a typo, and some (a lease of 1e12 s, a
+# retention of a million days) overflow a datetime at run time instead of failing here.
+DAY_S = 86_400
+MAX_CONCURRENCY = 1_024
+MAX_CAP = 1_000_000
+MAX_HEARTBEAT_S = 3_600.0
+MAX_LEASE_S = float(DAY_S)
+MAX_POLL_S = 3_600.0
+MAX_CRASH_RERUNS = 1_000
+MAX_PAYLOAD_BYTES = 256 * 1024 * 1024  # PostgreSQL's jsonb stops at 255 MB
+MAX_RETENTION_DAYS = 36_500.0
+MAX_IDEMPOTENCY_WINDOW_S = 3_650.0 * DAY_S
 
 
 @dataclass(frozen=True)
@@ -77,15 +91,60 @@ class SettingsError(ValueError):
         self.hint = hint
 
 
-def _number(raw: dict[str, Any], key: str, default: float, *, minimum: float, where: str) -> Any:
+def show(value: object) -> str:
+    """`repr(value)` for a message, shortened; never raises, whatever `value.__repr__` does."""
+    try:
+        text = repr(value)
+    except Exception:  # A hostile object in the settings must still give a check error.
+        return f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _keys(keys: set[Any]) -> list[str]:
+    """Keys of any types, sorted for a message (sorting a mix of str and int keys would raise)."""
+    return sorted(show(key) for key in keys)
+
+
+def _in_range(value: object, minimum: float, maximum: float, *, whole: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and (not math.isfinite(value) or (whole and not value.is_integer())):
+        return False
+    return minimum <= value <= maximum  # exact for ints of any size (no float conversion)
+
+
+def _number(
+    raw: dict[str, Any], key: str, default: float, *, minimum: float, maximum: float, where: str, whole: bool = False
+) -> Any:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < minimum:
+    if not _in_range(value, minimum, maximum, whole=whole):
+        kind = "a whole number" if whole else "a number"
         raise SettingsError(
             "horsies_django.E003",
-            f"HORSIES{where}[{key!r}] must be a number >= {minimum}, got {value!r}",
-            f"Set {key} to a number of at least {minimum}, or remove it to use {default!r}.",
+            f"HORSIES{where}[{key!r}] must be {kind} from {minimum:g} to {maximum:g}, got {show(value)}",
+            f"Set {key} to {kind} from {minimum:g} to {maximum:g}, or remove it to use {default!r}.",
         )
     return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why the database cannot store `value` (PostgreSQL refuses NUL; no database takes a lone surrogate)."""
+    if "\x00" in value:
+        return "must not contain a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid text (it holds a lone surrogate)"
+    return None
+
+
+def name_problem(value: object, max_length: int = MAX_NAME_LENGTH) -> str | None:
+    """Why `value` cannot be a queue name, an error code or a schedule name, or None."""
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > max_length:
+        return f"must be at most {max_length} characters"
+    return text_problem(value)
 
 
 def parse(raw: Any) -> HorsiesSettings:
@@ -102,7 +161,7 @@ def parse(raw: Any) -> HorsiesSettings:
     if unknown:
         raise SettingsError(
             "horsies_django.E002",
-            f"HORSIES has unknown key(s) {sorted(unknown)}",
+            f"HORSIES has unknown key(s) {_keys(unknown)}",
             f"Known keys are {sorted(known)}.",
         )
     queues_raw = raw.get("QUEUES", {})
@@ -110,32 +169,36 @@ def parse(raw: Any) -> HorsiesSettings:
         raise SettingsError("horsies_django.E004", "HORSIES['QUEUES'] must be a dict", "Map queue names to dicts.")
     queues: dict[str, QueueSettings] = {}
     for name, options in queues_raw.items():
-        where = f"['QUEUES'][{name!r}]"
-        if not isinstance(name, str) or not name or not isinstance(options, dict):
+        where = f"['QUEUES'][{show(name)}]"
+        problem = name_problem(name)
+        if problem or not isinstance(options, dict):
             raise SettingsError(
                 "horsies_django.E004",
-                f"HORSIES{where} must map a non-empty queue name to a dict of options",
-                "Use {'queue-name': {'priority': 1}}.",
+                f"HORSIES{where} must map a queue name to a dict of options"
+                + (f": the name {problem}" if problem else ""),
+                f"Use {{'queue-name': {{'priority': 1}}}}; a name has 1 to {MAX_NAME_LENGTH} characters.",
             )
         unknown_options = set(options) - {"priority", "max_concurrency"}
         if unknown_options:
             raise SettingsError(
                 "horsies_django.E002",
-                f"HORSIES{where} has unknown key(s) {sorted(unknown_options)}",
+                f"HORSIES{where} has unknown key(s) {_keys(unknown_options)}",
                 "Queue options are 'priority' (1 runs first) and 'max_concurrency' (0 pauses the queue).",
             )
         priority = options.get("priority", DEFAULT_PRIORITY)
-        if isinstance(priority, bool) or not isinstance(priority, int) or not 1 <= priority <= MAX_QUEUE_PRIORITY:
+        if not isinstance(priority, int) or not _in_range(priority, 1, MAX_QUEUE_PRIORITY, whole=True):
             raise SettingsError(
                 "horsies_django.E003",
-                f"HORSIES{where}['priority'] must be a whole number from 1 to {MAX_QUEUE_PRIORITY}, got {priority!r}",
+                f"HORSIES{where}['priority'] must be a whole number from 1 to {MAX_QUEUE_PRIORITY}, "
+                f"got {show(priority)}",
                 "1 runs first; the default is 100.",
             )
         cap = options.get("max_concurrency")
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        if cap is not None and (not isinstance(cap, int) or not _in_range(cap, 0, MAX_CAP, whole=True)):
             raise SettingsError(
                 "horsies_django.E003",
-                f"HORSIES{where}['max_concurrency'] must be a whole number >= 0 or None, got {cap!r}",
+                f"HORSIES{where}['max_concurrency'] must be a whole number from 0 to {MAX_CAP} or None, "
+                f"got {show(cap)}",
                 "0 pauses the queue; None (the default) leaves it uncapped.",
             )
         queues[name] = QueueSettings(
@@ -151,20 +214,30 @@ def parse(raw: Any) -> HorsiesSettings:
     if unknown_worker:
         raise SettingsError(
             "horsies_django.E002",
-            f"HORSIES['WORKER'] has unknown key(s) {sorted(unknown_worker)}",
+            f"HORSIES['WORKER'] has unknown key(s) {_keys(unknown_worker)}",
             f"Known keys are {sorted(WorkerSettings.__dataclass_fields__)}.",
         )
     worker = WorkerSettings(
-        concurrency=int(_number(worker_raw, "concurrency", defaults.concurrency, minimum=1, where=where)),
-        heartbeat_s=float(_number(worker_raw, "heartbeat_s", defaults.heartbeat_s, minimum=0.01, where=where)),
-        lease_s=float(_number(worker_raw, "lease_s", defaults.lease_s, minimum=0.05, where=where)),
+        concurrency=int(
+            _number(
+                worker_raw, "concurrency", defaults.concurrency, minimum=1, maximum=MAX_CONCURRENCY, where=where,
+                whole=True,
+            )
+        ),
+        heartbeat_s=float(
+            _number(worker_raw, "heartbeat_s", defaults.heartbeat_s, minimum=0.01, maximum=MAX_HEARTBEAT_S, where=where)
+        ),
+        lease_s=float(_number(worker_raw, "lease_s", defaults.lease_s, minimum=0.05, maximum=MAX_LEASE_S, where=where)),
         max_crash_reruns=int(
-            _number(worker_raw, "max_crash_reruns", defaults.max_crash_reruns, minimum=0, where=where)
+            _number(
+                worker_raw, "max_crash_reruns", defaults.max_crash_reruns, minimum=0, maximum=MAX_CRASH_RERUNS,
+                where=where, whole=True,
+            )
         ),
         poll_interval_s=None
         if worker_raw.get("poll_interval_s") is None
-        else float(_number(worker_raw, "poll_interval_s", 1.0, minimum=0.001, where=where)),
-    )
+        else float(_number(worker_raw, "poll_interval_s", 1.0, minimum=0.001, maximum=MAX_POLL_S, where=where)),
+    )  # fmt: skip
     if worker.lease_s < 2 * worker.heartbeat_s:
         raise SettingsError(
             "horsies_django.E006",
@@ -173,13 +246,15 @@ def parse(raw: Any) -> HorsiesSettings:
             "A lease shorter than two heartbeats expires under a healthy worker; raise lease_s.",
         )
     database = raw.get("DATABASE", "default")
-    if database not in settings.DATABASES:
+    if not isinstance(database, str) or database not in settings.DATABASES:
         raise SettingsError(
             "horsies_django.E007",
-            f"HORSIES['DATABASE'] names {database!r}, which is not in DATABASES",
+            f"HORSIES['DATABASE'] must name an alias in DATABASES, got {show(database)}",
             f"Use one of {sorted(settings.DATABASES)}.",
         )
-    max_payload = int(_number(raw, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1, where=""))
+    max_payload = int(
+        _number(raw, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1, maximum=MAX_PAYLOAD_BYTES, where="", whole=True)
+    )
     return HorsiesSettings(
         database=database,
         queues=queues,
@@ -190,17 +265,19 @@ def parse(raw: Any) -> HorsiesSettings:
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
         default_unhandled_error_code=_default_code(raw.get("DEFAULT_UNHANDLED_ERROR_CODE")),
         cluster_max_concurrency=_cluster_cap(raw.get("CLUSTER_MAX_CONCURRENCY")),
-        idempotency_window_s=float(_number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, where="")),
+        idempotency_window_s=float(
+            _number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, maximum=MAX_IDEMPOTENCY_WINDOW_S, where="")
+        ),
     )
 
 
 def _cluster_cap(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not isinstance(value, int) or not _in_range(value, 0, MAX_CAP, whole=True):
         raise SettingsError(
             "horsies_django.E003",
-            f"HORSIES['CLUSTER_MAX_CONCURRENCY'] must be a whole number >= 0 or None, got {value!r}",
+            f"HORSIES['CLUSTER_MAX_CONCURRENCY'] must be a whole number from 0 to {MAX_CAP} or None, got {show(value)}",
             "It caps tasks held at once across all queues and workers; None (the default) means no cap.",
         )
     return value
@@ -210,13 +287,16 @@ def _retention(raw: Any) -> RetentionSettings:
     if not isinstance(raw, dict) or set(raw) - {"completed_days", "failed_days"}:
         raise SettingsError(
             "horsies_django.E010",
-            f"HORSIES['RETENTION'] must be a dict with completed_days and/or failed_days, got {raw!r}",
+            f"HORSIES['RETENTION'] must be a dict with completed_days and/or failed_days, got {show(raw)}",
             "Use {'completed_days': 7, 'failed_days': 30}.",
         )
     defaults = RetentionSettings()
+    where, top = "['RETENTION']", MAX_RETENTION_DAYS
     return RetentionSettings(
-        completed_days=float(_number(raw, "completed_days", defaults.completed_days, minimum=0, where="['RETENTION']")),
-        failed_days=float(_number(raw, "failed_days", defaults.failed_days, minimum=0, where="['RETENTION']")),
+        completed_days=float(
+            _number(raw, "completed_days", defaults.completed_days, minimum=0, maximum=top, where=where)
+        ),
+        failed_days=float(_number(raw, "failed_days", defaults.failed_days, minimum=0, maximum=top, where=where)),
     )
 
 
@@ -224,7 +304,7 @@ def _flag(raw: dict[str, Any], key: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
         raise SettingsError(
-            "horsies_django.E009", f"HORSIES[{key!r}] must be True or False, got {value!r}", f"Set {key} to a bool."
+            "horsies_django.E009", f"HORSIES[{key!r}] must be True or False, got {show(value)}", f"Set {key} to a bool."
         )
     return value
 
@@ -241,17 +321,18 @@ def _exception_mapper(raw: Any) -> dict[type[BaseException], str]:
     for key, code in raw.items():
         try:
             cls = import_string(key) if isinstance(key, str) else key
-        except ImportError as exc:
+        except Exception as exc:  # The module may raise anything at import; report it as a check error.
             raise SettingsError(
                 "horsies_django.E008",
-                f"HORSIES['EXCEPTION_MAPPER'] cannot import {key!r}: {exc}",
-                "Use the dotted path of an exception class, e.g. 'requests.Timeout'.",
+                f"HORSIES['EXCEPTION_MAPPER'] cannot import {show(key)}: {type(exc).__name__}: {show(str(exc))}",
+                "Use the dotted path of an exception class, e.g. 'requests.Timeout', whose module imports cleanly.",
             ) from exc
-        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or code_spelling_problem(code, "code"):
+        problem = code_spelling_problem(code, "the code")
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)) or problem:
             raise SettingsError(
                 "horsies_django.E008",
-                f"HORSIES['EXCEPTION_MAPPER'] entry {key!r}: {code!r} must map an exception class to an "
-                "UPPER_SNAKE_CASE error code",
+                f"HORSIES['EXCEPTION_MAPPER'] entry {show(key)}: {show(code)} must map an exception class to "
+                "an UPPER_SNAKE_CASE error code" + (f" ({problem})" if problem else ""),
                 "Use {'myapp.errors.PaymentDeclined': 'PAYMENT_DECLINED'}.",
             )
         mapper[cls] = code

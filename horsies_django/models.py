@@ -45,6 +45,12 @@ class Task(models.Model):
     error_code = models.CharField(max_length=ERROR_CODE_MAX_LENGTH, null=True, blank=True, db_index=True)
     error_message = models.TextField(blank=True, default="")
     error_traceback = models.TextField(blank=True, default="")
+    error_group = models.CharField(
+        max_length=16,
+        null=True,
+        blank=True,
+        help_text="The error code and normalised message, digested: failures alike share it (the Errors page).",
+    )
     attempt = models.PositiveIntegerField(default=0, help_text="Tries started so far.")
     max_retries = models.PositiveIntegerField(default=0)
     # db_default: the broker inserts rows with raw SQL that names only the columns it sets.
@@ -52,6 +58,7 @@ class Task(models.Model):
         default=0, db_default=0, help_text="Times it was put back to run again by its RetryPolicy."
     )
     crash_reruns = models.PositiveIntegerField(default=0, help_text="Re-runs after a worker was lost.")
+    manual_retries = models.PositiveIntegerField(default=0, db_default=0, help_text="Retries an operator asked for.")
     run_at = models.DateTimeField(help_text="Not claimed before this time.")
     enqueued_at = models.DateTimeField(db_index=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
@@ -87,6 +94,13 @@ class Task(models.Model):
             models.Index(fields=["queue_name", "status"], name="horsies_task_queue_idx"),
             # Pruning finished rows and the dashboard's per-minute chart read by finish time.
             models.Index(fields=["finished_at"], name="horsies_task_finished_idx"),
+            # The Errors page: one grouped scan of this index (failed and retrying rows only) gives
+            # every group's counts and first/last seen; a group's tasks are one range of it.
+            models.Index(
+                fields=["name", "error_group", "status", "finished_at"],
+                name="horsies_task_error_group_idx",
+                condition=Q(error_group__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -172,3 +186,20 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Dashboard(Task):
+    """No table: an entry in the admin's app list (and sidebar) that opens the task dashboard."""
+
+    class Meta:
+        proxy = True
+        verbose_name = verbose_name_plural = "dashboard"
+
+
+class ErrorGroupEntry(Task):
+    """No table: an entry in the admin's app list (and sidebar) that opens the Errors page."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "error"
+        verbose_name_plural = "errors"

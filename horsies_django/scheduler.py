@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from django.utils import timezone
 
 from .app import Horsies, TaskFunction
 from .app import app as default_app
-from .conf import get_settings
+from .conf import get_settings, name_problem, show
 from .types.codec import CodecError
 from .types.results import Err, Ok, TaskSendError
 
@@ -42,6 +41,7 @@ MAX_CATCH_UP = 100
 # catch_up="none" still sends a slot seen this late (or two heartbeats, when that is longer).
 ON_TIME_S = 60.0
 MIN_EVERY = timedelta(seconds=1)
+MAX_EVERY = timedelta(days=366)  # longer periods are a cron's job; 1e300 s would overflow a datetime
 # A task with a parameter of this name is told which slot it runs for (unless the schedule sets it).
 SLOT_PARAMETER = "scheduled_at"
 KEYS = frozenset({"task", "cron", "every", "args", "kwargs", "timezone", "catch_up"})
@@ -121,11 +121,11 @@ class PeriodicSchedule:
 
 def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, where: str = "") -> PeriodicSchedule:
     """Validate one entry of HORSIES['SCHEDULES'] (or of `app.periodic_schedules()`)."""
-    where = where or f"HORSIES['SCHEDULES'][{name!r}]"
-    if not isinstance(name, str) or not 0 < len(name) <= MAX_LENGTH:
+    where = where or f"HORSIES['SCHEDULES'][{show(name)}]"
+    if not isinstance(name, str) or name_problem(name, MAX_LENGTH):
         raise ScheduleError(
             "horsies_django.E020",
-            f"{where}: a schedule name must be a string of 1 to {MAX_LENGTH} characters",
+            f"{where}: a schedule name must be a string of 1 to {MAX_LENGTH} characters, without NUL",
             "Name each schedule, e.g. 'nightly-report'.",
         )
     if not isinstance(entry, Mapping):
@@ -137,7 +137,9 @@ def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, 
     unknown = set(entry) - KEYS
     if unknown:
         raise ScheduleError(
-            "horsies_django.E020", f"{where} has unknown key(s) {sorted(unknown)}", f"Known keys are {sorted(KEYS)}."
+            "horsies_django.E020",
+            f"{where} has unknown key(s) {sorted(map(show, unknown))}",
+            f"Known keys are {sorted(KEYS)}.",
         )
     task_name = entry.get("task")
     task = app.get_task(task_name) if isinstance(task_name, str) else None
@@ -146,7 +148,7 @@ def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, 
         shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
         raise ScheduleError(
             "horsies_django.E021",
-            f"{where}: 'task' must name a registered task, got {task_name!r}",
+            f"{where}: 'task' must name a registered task, got {show(task_name)}",
             f"Use the name given to @app.task(...) in a tasks.py module. Registered tasks: {shown or 'none'}.",
         )
     cron, every = entry.get("cron"), entry.get("every")
@@ -161,7 +163,7 @@ def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, 
     if catch_up not in CATCH_UP_MODES:
         raise ScheduleError(
             "horsies_django.E026",
-            f"{where}: 'catch_up' must be one of {', '.join(map(repr, CATCH_UP_MODES))}, got {catch_up!r}",
+            f"{where}: 'catch_up' must be one of {', '.join(map(repr, CATCH_UP_MODES))}, got {show(catch_up)}",
             "'none' skips missed slots, 'latest' (the default) sends the most recent one, 'all' sends every one.",
         )
     args, kwargs = entry.get("args", ()), entry.get("kwargs", {})
@@ -210,7 +212,7 @@ def parse_schedule(name: object, entry: object, *, app: Horsies, now: datetime, 
         first = schedule.next_after(now)
     except (ValueError, KeyError, OverflowError) as exc:  # croniter's errors are ValueErrors
         raise ScheduleError(
-            "horsies_django.E023", f"{where}: cron {cron!r} never matches: {exc}", "Check the day and month fields."
+            "horsies_django.E023", f"{where}: cron {show(cron)} never matches: {exc}", "Check the day and month fields."
         ) from None
     try:
         task.signature.encode_arguments_json(*schedule.call(first))
@@ -241,14 +243,14 @@ def declared_schedules(
             )
         )
         from_settings = {}
-    entries = [(name, entry, f"HORSIES['SCHEDULES'][{name!r}]") for name, entry in from_settings.items()]
+    entries = [(name, entry, f"HORSIES['SCHEDULES'][{show(name)}]") for name, entry in from_settings.items()]
     for name, entry in app.periodic_schedules().items():
-        where = f"@app.periodic(name={name!r}) on task {entry.get('task')!r}"
+        where = f"@app.periodic(name={show(name)}) on task {show(entry.get('task'))}"
         if name in from_settings:
             errors.append(
                 ScheduleError(
                     "horsies_django.E028",
-                    f"{where}: HORSIES['SCHEDULES'] also has a schedule named {name!r}",
+                    f"{where}: HORSIES['SCHEDULES'] also has a schedule named {show(name)}",
                     "Give one of them another name (@app.periodic(name=...)); until then the settings' one runs.",
                 )
             )
@@ -282,7 +284,7 @@ def _zone(value: object, where: str) -> ZoneInfo:
         pass
     raise ScheduleError(
         "horsies_django.E025",
-        f"{where}: 'timezone' must be an IANA time zone name, got {value!r}",
+        f"{where}: 'timezone' must be an IANA time zone name, got {show(value)}",
         "Use a name such as 'UTC', 'Europe/Istanbul' or 'America/New_York'.",
     )
 
@@ -298,7 +300,7 @@ def _cron_fields(cron: object, where: str) -> tuple[str, str]:
     if len(fields) not in (5, 6):
         raise ScheduleError(
             "horsies_django.E023",
-            f"{where}: 'cron' must be a cron expression, got {cron!r}",
+            f"{where}: 'cron' must be a cron expression, got {show(cron)}",
             "Use five fields, minute hour day-of-month month day-of-week, e.g. '0 3 * * *' or '*/5 * * * *' "
             "(a sixth field, seconds, may follow).",
         )
@@ -309,12 +311,16 @@ def _period(every: object, where: str) -> timedelta:
     period = None
     if isinstance(every, timedelta):
         period = every
-    elif isinstance(every, int | float) and not isinstance(every, bool) and math.isfinite(every):
+    elif (
+        isinstance(every, int | float)
+        and not isinstance(every, bool)
+        and MIN_EVERY.total_seconds() <= every <= MAX_EVERY.total_seconds()  # NaN fails both
+    ):
         period = timedelta(seconds=every)
-    if period is None or period < MIN_EVERY:
+    if period is None or not MIN_EVERY <= period <= MAX_EVERY:
         raise ScheduleError(
             "horsies_django.E024",
-            f"{where}: 'every' must be a timedelta or a number of seconds, at least 1 second, got {every!r}",
+            f"{where}: 'every' must be a timedelta or a number of seconds from 1 second to 366 days, got {show(every)}",
             "Use 'every': timedelta(minutes=5) or 'every': 300.",
         )
     return period

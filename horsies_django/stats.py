@@ -17,6 +17,7 @@ from django.db.models import Count, Field, Min, Q, QuerySet
 from django.db.models.functions import TruncMinute
 from django.utils import timezone
 
+from . import failures
 from .conf import get_settings
 from .models import HELD_STATUSES, Task, TaskStatus, WorkerProcess
 
@@ -48,8 +49,13 @@ class MinuteStats:
 
 @dataclass(frozen=True)
 class ErrorStats:
+    """A group of failures (`failures.ErrorGroup`): one task, one code, one normalised message."""
+
     code: str
     count: int
+    name: str = ""
+    group: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -172,16 +178,11 @@ def throughput(now: datetime, minutes: int = 60) -> list[MinuteStats]:
 
 
 def top_errors(now: datetime, hours: int = 24, limit: int = 10) -> list[ErrorStats]:
-    """The commonest error codes among tasks that ended in the last `hours` hours."""
-    rows = (
-        _tasks()
-        .order_by()
-        .filter(finished_at__gte=now - timedelta(hours=hours), error_code__isnull=False)
-        .values("error_code")
-        .annotate(n=Count("*"))
-        .order_by("-n", "error_code")[:limit]
-    )
-    return [ErrorStats(code=str(row["error_code"]), count=row["n"]) for row in rows]
+    """The largest error groups among tasks that failed in the last `hours` hours."""
+    return [
+        ErrorStats(code=g.code, count=g.failed, name=g.name, group=g.group, message=g.message)
+        for g in failures.top_groups(now, hours=hours, limit=limit)
+    ]
 
 
 def worker_stats(now: datetime, *, recent_s: float = 3600, limit: int = 50) -> list[WorkerStats]:

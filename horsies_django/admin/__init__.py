@@ -4,8 +4,9 @@ Found by Django's admin autodiscovery; importing the modules registers their `Mo
 """
 
 from .attempts import TaskAttemptInline
+from .links import DashboardLink, ErrorsLink
 from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
 from .workers import WorkerProcessAdmin
 
-__all__ = ["ScheduleAdmin", "TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]
+__all__ = ["DashboardLink", "ErrorsLink", "ScheduleAdmin", "TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]

@@ -1,8 +1,8 @@
-"""Retry, cancel and run-now as admin actions: a confirmation page first, then the broker's transition."""
+"""Retry, cancel and run-now as admin actions: a confirmation page first, then the broker's
+transition, in batches over every task the selection or the filter matches, with progress."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,32 +11,21 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import messages
 from django.contrib.admin import helpers
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from ..app import cancel_tasks
-from ..broker import get_broker
+from .. import bulk
 from ..models import HELD_STATUSES, Task, TaskStatus
+from . import audit
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
-# One action changes at most this many tasks; the broker gets them in batches of BATCH.
-MAX_TASKS = 10_000
-BATCH = 500
 SHOWN = 20
 RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.EXPIRED})
 CANCELLABLE = frozenset({TaskStatus.PENDING, *HELD_STATUSES})
-
-
-def _retry(ids: list[str]) -> list[str]:
-    return get_broker().retry([uuid.UUID(i) for i in ids], now=timezone.now())
-
-
-def _run_now(ids: list[str]) -> list[str]:
-    return get_broker().run_now([uuid.UUID(i) for i in ids], now=timezone.now())
 
 
 @dataclass(frozen=True)
@@ -64,7 +53,7 @@ OPERATIONS = {
             short="Retry",
             eligible=lambda now: Q(status__in=RETRYABLE),
             applies=lambda task, now: task.status in RETRYABLE,
-            apply=_retry,
+            apply=bulk.retry,
         ),
         Operation(
             action="cancel_tasks",
@@ -76,7 +65,7 @@ OPERATIONS = {
             short="Cancel",
             eligible=lambda now: Q(status__in=CANCELLABLE),
             applies=lambda task, now: task.status in CANCELLABLE,
-            apply=cancel_tasks,
+            apply=bulk.cancel,
         ),
         Operation(
             action="run_now",
@@ -87,7 +76,7 @@ OPERATIONS = {
             short="Run now",
             eligible=lambda now: Q(status=TaskStatus.PENDING, run_at__gt=now),
             applies=lambda task, now: task.status == TaskStatus.PENDING and task.run_at > now,
-            apply=_run_now,
+            apply=bulk.run_now,
         ),
     ]
 }
@@ -102,28 +91,31 @@ def operations_for(task: Task) -> list[Operation]:
 def operate(
     model_admin: ModelAdmin[Any], request: HttpRequest, queryset: QuerySet[Task], action: str
 ) -> HttpResponse | None:
-    """Show the confirmation page; once confirmed (`post=yes`), apply the transition and report it."""
+    """Show the confirmation page with the count; once confirmed (`post=yes`), apply the transition.
+
+    The confirmed form is applied in batches: all at once when posted plainly, or one batch per
+    request (`_step`, answered in JSON) when the page's script drives it and shows the progress.
+    """
     op = OPERATIONS[action]
-    eligible = queryset.filter(op.eligible(timezone.now()))
+    eligible = queryset.filter(op.eligible(timezone.now())).order_by()
     if request.POST.get("post") == "yes":
-        ids = [str(pk) for pk in eligible.order_by().values_list("pk", flat=True)[:MAX_TASKS]]
-        changed = [done for start in range(0, len(ids), BATCH) for done in op.apply(ids[start : start + BATCH])]
-        level = messages.SUCCESS if changed else messages.WARNING
-        model_admin.message_user(request, f"{len(changed)} task{'s'[: len(changed) != 1]} {op.done}.", level)
-        if len(ids) == MAX_TASKS:
-            model_admin.message_user(
-                request,
-                f"An action changes at most {MAX_TASKS} tasks at once; run it again for the rest.",
-                messages.WARNING,
-            )
-        if request.POST.get("_from_detail") and len(changed) == 1:
+        total = _int(request.POST.get("_total"))
+        if request.POST.get("_step"):
+            return _step(model_admin, request, eligible, op, total)
+        changed = 0
+        for batch in bulk.batches(eligible, op.apply, batch=bulk.BATCH):
+            audit.record(request.user, Task, _labelled(batch), audit.action_message(op.done, max(total, 1)))
+            changed += len(batch.changed)
+        _report(model_admin, request, op, changed)
+        if request.POST.get("_from_detail") and changed == 1:
+            only = request.POST.get(helpers.ACTION_CHECKBOX_NAME, "")
             return HttpResponseRedirect(
-                reverse(f"{model_admin.admin_site.name}:horsies_django_task_change", args=[changed[0]])
+                reverse(f"{model_admin.admin_site.name}:horsies_django_task_change", args=[only])
             )
         return None
-    total = queryset.order_by()[: MAX_TASKS + 1].count()
     shown = list(eligible.order_by("-enqueued_at")[:SHOWN])
-    eligible_count = eligible.order_by()[: MAX_TASKS + 1].count()
+    eligible_count = eligible.count()
+    total = queryset.order_by().count()
     context = {
         **model_admin.admin_site.each_context(request),
         "title": op.title,
@@ -138,7 +130,37 @@ def operate(
         "select_across": request.POST.get("select_across") == "1",
         "from_detail": bool(request.POST.get("_from_detail")),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "max_tasks": MAX_TASKS,
+        "batch": bulk.BATCH,
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "horsies_django/admin/confirm_action.html", context)
+
+
+def _step(
+    model_admin: ModelAdmin[Any], request: HttpRequest, eligible: QuerySet[Task], op: Operation, total: int
+) -> JsonResponse:
+    after = request.POST.get("_after") or None
+    if after is not None and bulk.parse_id(after) is None:
+        return JsonResponse({"error": "_after must be a task id"}, status=400)
+    batch = bulk.step(eligible, op.apply, after=after, batch=bulk.BATCH)
+    audit.record(request.user, Task, _labelled(batch), audit.action_message(op.done, max(total, 1)))
+    done = batch.after is None
+    if done:  # shown on the page the script opens next
+        _report(model_admin, request, op, _int(request.POST.get("_changed")))
+    return JsonResponse({"changed": len(batch.changed), "seen": batch.seen, "after": batch.after, "done": done})
+
+
+def _report(model_admin: ModelAdmin[Any], request: HttpRequest, op: Operation, changed: int) -> None:
+    level = messages.SUCCESS if changed else messages.WARNING
+    model_admin.message_user(request, f"{changed:,} task{'s'[: changed != 1]} {op.done}.", level)
+
+
+def _labelled(batch: bulk.Batch) -> list[tuple[str, str]]:
+    return [(pk, f"{name} {pk}") for pk, name in batch.changed]
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(int(value or 0), 0)
+    except ValueError:
+        return 0

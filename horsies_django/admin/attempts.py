@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -20,7 +20,45 @@ else:  # The admin classes are generic only in the type stubs.
 OPERATE_PERMISSION = "horsies_django.operate_task"
 
 
+NUL_REFUSED = "A NUL character (%00) cannot be part of a filter, a search or an id."
+
+
+def has_nul(request: HttpRequest, *values: str) -> bool:
+    """True if the path, a query or form parameter (name or value), or one of `values` holds NUL.
+
+    PostgreSQL refuses NUL in text, so such a value would end in a database error (a 500);
+    it is no filter anybody means, so the page answers 400 instead.
+    """
+    texts = [request.path, *values]
+    for params in (request.GET, request.POST):
+        for key, items in params.lists():
+            texts.append(key)
+            texts.extend(items)
+    return any("\x00" in text for text in texts)
+
+
 class ReadOnly:
+    """No add, change or delete; and a 400, not a database error, for NUL in the request."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        if has_nul(request):
+            return HttpResponseBadRequest(NUL_REFUSED)
+        return super().changelist_view(request, extra_context)  # type: ignore[misc,no-any-return]
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if has_nul(request, object_id):
+            return HttpResponseBadRequest(NUL_REFUSED)
+        return super().change_view(request, object_id, form_url, extra_context)  # type: ignore[misc,no-any-return]
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if has_nul(request, object_id):
+            return HttpResponseBadRequest(NUL_REFUSED)
+        return super().history_view(request, object_id, extra_context)  # type: ignore[misc,no-any-return]
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import Paginator
 from django.db.models import Max, Min, QuerySet
+from django.db.models.functions import Substr
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
@@ -20,6 +21,8 @@ from ..conf import DEFAULT_QUEUE, get_settings
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
+
+MESSAGE_HEAD = 120  # characters of the error message the list reads
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -41,9 +44,13 @@ class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
 
 class TaskChangeList(ChangeList):
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
-        # The list never shows the payloads; leave the large columns in the database.
+        # The list never shows the payloads; leave the large columns in the database, and read
+        # only the head of the error message for its short column.
         queryset = super().get_queryset(request, exclude_parameters)
-        return queryset.defer("arguments", "result", "error_traceback", "error_message")
+        lean: QuerySet[Any] = queryset.defer("arguments", "result", "error_traceback", "error_message").annotate(
+            error_head=Substr("error_message", 1, MESSAGE_HEAD)
+        )
+        return lean
 
 
 class DistinctValueFilter(admin.SimpleListFilter):
@@ -75,6 +82,24 @@ class NameFilter(DistinctValueFilter):
     title = "task name"
     parameter_name = "name"
     field_name = "name"
+
+
+class ErrorGroupFilter(admin.SimpleListFilter):
+    """`?group=`: the tasks of one group of the Errors page. Listed only while it is in use."""
+
+    title = "error group"
+    parameter_name = "group"
+
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, str]]:
+        value = self.value()
+        return [(value, value)] if value else []
+
+    def has_output(self) -> bool:
+        return bool(self.value())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(error_group=value) if value else queryset
 
 
 class ErrorCodeFilter(DistinctValueFilter):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -13,7 +14,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .. import stats
-from ..models import TaskStatus
+from ..conf import get_settings
+from ..models import Schedule, TaskStatus
+from .schedules import state_of, with_outcomes
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -97,11 +100,15 @@ def dashboard_context(snapshot: stats.Snapshot, site: str = "admin") -> dict[str
         for q in snapshot.queues
     ]
     errors_top = max((e.count for e in snapshot.top_errors), default=1)
+    errors_page = reverse(f"{site}:horsies_django_task_errors")
     errors = [
         {
             "code": e.code,
+            "name": e.name,
+            "message": e.message,
             "count": e.count,
-            "url": tasks_url(error_code=e.code),
+            # The group's row on the Errors page, which has its counts, sparkline and actions.
+            "url": f"{errors_page}?{urlencode({'since': '24h', 'name': e.name})}#group-{e.group}",
             "share": round(100 * e.count / errors_top),
         }
         for e in snapshot.top_errors
@@ -120,15 +127,15 @@ def dashboard_context(snapshot: stats.Snapshot, site: str = "admin") -> dict[str
     scheduled = sum(q.scheduled for q in snapshot.queues)
     alive = sum(1 for w in snapshot.workers if w.state == "alive")
     kpis = [
-        ("Ready to run", totals[TaskStatus.PENDING] - scheduled, "pending", tasks_url(status__exact="PENDING")),
+        ("Ready to run", totals[TaskStatus.PENDING] - scheduled, "pending", tasks_url(status__exact=TaskStatus.PENDING.value)),
         (
             "Running",
             totals[TaskStatus.RUNNING] + totals[TaskStatus.CLAIMED],
             "running",
-            tasks_url(status__exact="RUNNING"),
+            tasks_url(status__exact=TaskStatus.RUNNING.value),
         ),
         ("Completed, last hour", sum(b.completed for b in snapshot.throughput), "completed", ""),
-        ("Failed, last hour", sum(b.failed for b in snapshot.throughput), "failed", tasks_url(status__exact="FAILED")),
+        ("Failed, last hour", sum(b.failed for b in snapshot.throughput), "failed", tasks_url(status__exact=TaskStatus.FAILED.value)),
         (
             "Workers alive",
             alive,
@@ -146,8 +153,24 @@ def dashboard_context(snapshot: stats.Snapshot, site: str = "admin") -> dict[str
         "kpis": [{"label": k[0], "value": k[1], "kind": k[2], "url": k[3]} for k in kpis],
         "chart": chart(snapshot.throughput),
         "refresh_s": REFRESH_S,
+        "errors_url": errors_page,
+        "schedules": schedule_rows(snapshot.at, site),
         "grace_s": stats.human_duration(stats.heartbeat_grace_s()),
     }
+
+
+def schedule_rows(now: datetime, site: str) -> list[dict[str, Any]]:
+    """The schedules that are failing (their last task failed), for the dashboard's red card."""
+    rows = with_outcomes(Schedule.objects.using(get_settings().database).order_by("name"), now)
+    return [
+        {
+            "s": s,
+            "url": reverse(f"{site}:horsies_django_schedule_change", args=[s.pk]),
+            "task_url": reverse(f"{site}:horsies_django_task_change", args=[s.last_task_id]),
+        }
+        for s in rows[:200]
+        if state_of(s) == "failing"
+    ]
 
 
 def dashboard_view(model_admin: ModelAdmin[Any], request: HttpRequest, *, fragment: bool = False) -> TemplateResponse:

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from ..models import Task, TaskAttempt, TaskStatus
+from ..models import HELD_STATUSES, Task, TaskAttempt, TaskStatus
 from ..stats import human_duration
 
 EMPTY = "–"
@@ -47,6 +47,39 @@ def duration(start: datetime | None, end: datetime | None) -> str:
     if end is None:
         return f"{human_duration((timezone.now() - start).total_seconds())} so far"
     return human_duration((end - start).total_seconds())
+
+
+def queue_wait(task: Task) -> str:
+    """From when the current attempt could run (`run_at`) to when it started in its worker."""
+    if task.started_at is None:
+        if task.status == TaskStatus.PENDING and task.run_at <= timezone.now():
+            return duration(task.run_at, None)
+        return EMPTY
+    return human_duration(max((task.started_at - task.run_at).total_seconds(), 0.0))
+
+
+def run_time(task: Task) -> str:
+    """From the start of the current attempt to its end (or now, while it runs)."""
+    if task.started_at is None:
+        return EMPTY
+    return duration(task.started_at, task.finished_at if task.status not in HELD_STATUSES else None)
+
+
+def attempts(task: Task) -> SafeString:
+    """`2 of 3`: the task's tries under its retry policy, out of the `max_retries + 1` it allows;
+    an operator's retries and the re-runs after a lost worker are shown apart."""
+    by_policy = max(task.attempt - task.manual_retries - task.crash_reruns, 0)
+    extra = []
+    if task.manual_retries:
+        extra.append(f"+{task.manual_retries} manual")
+    if task.crash_reruns:
+        extra.append(f"+{task.crash_reruns} after crash")
+    return format_html(
+        "{} of {}{}",
+        by_policy,
+        task.max_retries + 1,
+        format_html('<small class="hz-sub">{}</small>', ", ".join(extra)) if extra else "",
+    )
 
 
 def short_id(value: object, length: int = 8) -> SafeString:

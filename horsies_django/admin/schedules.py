@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import BooleanField, Case, QuerySet, Value, When
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce, Concat
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .. import scheduler
-from ..models import Schedule
-from . import display
+from ..models import Schedule, Task, TaskStatus
+from . import audit, display
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -26,8 +30,44 @@ if TYPE_CHECKING:
 else:  # The admin classes are generic only in the type stubs.
     ScheduleAdminBase = admin.ModelAdmin
 
-# The task-status colours that fit: green for running, grey for paused, amber for not running at all.
-STATES = {"active": "alive", "paused": "cancelled", "inactive": "expired"}
+# The task-status colours that fit: green for running, red for failing, grey for paused, amber for
+# not running at all.
+STATES = {"active": "alive", "failing": "failed", "paused": "cancelled", "inactive": "expired"}
+FAILURE_WINDOW = timedelta(hours=24)
+
+
+def with_outcomes(queryset: QuerySet[Schedule], now: datetime) -> QuerySet[Schedule]:
+    """Each schedule with its last task's status and error code, and its failures in the last 24 h
+    (tasks it sent, found by the slot idempotency key `schedule:<name>:<slot>`)."""
+    last = Task.objects.filter(pk=OuterRef("last_task_id"))
+    failed = (
+        Task.objects.filter(
+            name=OuterRef("task_name"),
+            idempotency_key__startswith=Concat(Value("schedule:"), OuterRef("name"), Value(":")),
+            status=TaskStatus.FAILED,
+            finished_at__gte=now - FAILURE_WINDOW,
+        )
+        .order_by()
+        .values("name")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return queryset.annotate(
+        last_status=Subquery(last.values("status")[:1]),
+        last_error=Subquery(last.values("error_code")[:1]),
+        failures_24h=Coalesce(Subquery(failed), 0),
+    )
+
+
+def state_of(schedule: Schedule) -> str:
+    """From the database, as the workers wrote it: a web process with older code than the workers
+    must not call a live schedule inactive. Workers clear `next_run_at` of a schedule they do not
+    declare."""
+    if schedule.paused:
+        return "paused"
+    if schedule.next_run_at is None:
+        return "inactive"
+    return "failing" if getattr(schedule, "last_status", None) == TaskStatus.FAILED else "active"
 
 
 @dataclass(frozen=True)
@@ -63,7 +103,7 @@ TOGGLES = {
 
 @admin.register(Schedule)
 class ScheduleAdmin(Operated, ScheduleAdminBase):
-    list_display = ["name", "task_name", "spec", "state", "last_run", "next_run", "last_task"]
+    list_display = ["name", "task_name", "spec", "state", "last_outcome", "failures", "last_run", "next_run"]
     list_filter = ["paused"]
     search_fields = ["name", "task_name"]
     show_facets = admin.ShowFacets.NEVER
@@ -73,10 +113,11 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
         "task_name",
         "spec",
         "state",
+        "last_outcome",
+        "failures",
         "declaration",
         "last_slot_at",
         "last_run_at",
-        "last_task",
         "next_run_at",
         "updated_at",
     )
@@ -85,28 +126,42 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
         css = {"all": ["horsies_django/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Schedule]:
-        # Declared means in this process's settings or @app.periodic, and valid: what the workers run.
-        names = list(scheduler.declared_schedules()[0])
-        declared = (
-            Case(When(name__in=names, then=Value(True)), default=Value(False), output_field=BooleanField())
-            if names
-            else Value(False, output_field=BooleanField())
-        )
-        return super().get_queryset(request).annotate(declared=declared)
+        return with_outcomes(super().get_queryset(request), timezone.now())
 
-    def _state(self, obj: Schedule) -> str:
-        if not getattr(obj, "declared", False):
-            return "inactive"
-        return "paused" if obj.paused else "active"
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        return super().changelist_view(request, {"title": "Schedules", **(extra_context or {})})
 
     @admin.display(description="state", ordering="paused")
     def state(self, obj: Schedule) -> SafeString:
-        state = self._state(obj)
+        state = state_of(obj)
         badge = display.badge(STATES[state], state)
         if state == "inactive":
-            why = "not in HORSIES['SCHEDULES'] or @app.periodic, or invalid (see manage.py check): nothing is sent"
+            why = "no worker declares it (HORSIES['SCHEDULES'] or @app.periodic, valid per manage.py check)"
             return format_html('<span title="{}">{}</span>', why, badge)
         return badge
+
+    @admin.display(description="last outcome")
+    def last_outcome(self, obj: Schedule) -> SafeString | str:
+        status = getattr(obj, "last_status", None)
+        if obj.last_task_id is None or status is None:
+            return display.EMPTY
+        url = reverse(f"{self.admin_site.name}:horsies_django_task_change", args=[obj.last_task_id])
+        error = getattr(obj, "last_error", None)
+        return format_html(
+            '<a href="{}" class="hz-outcome">{}</a>{}',
+            url,
+            display.badge(status),
+            format_html(' <span class="hz-code">{}</span>', error) if error else "",
+        )
+
+    @admin.display(description="failed, 24 h")
+    def failures(self, obj: Schedule) -> SafeString | str:
+        count = getattr(obj, "failures_24h", 0)
+        if not count:
+            return "0"
+        url = reverse(f"{self.admin_site.name}:horsies_django_task_changelist")
+        query = urlencode({"name": obj.task_name, "status__exact": TaskStatus.FAILED, "q": f"schedule:{obj.name}:"})
+        return format_html('<a href="{}?{}" class="hz-failures">{}</a>', url, query, count)
 
     @admin.display(description="last run", ordering="last_run_at")
     def last_run(self, obj: Schedule) -> SafeString | str:
@@ -118,16 +173,9 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
 
     @admin.display(description="next run", ordering="next_run_at")
     def next_run(self, obj: Schedule) -> SafeString | str:
-        if self._state(obj) != "active":
+        if obj.paused:
             return display.EMPTY
         return display.when(obj.next_run_at)
-
-    @admin.display(description="last task")
-    def last_task(self, obj: Schedule) -> SafeString | str:
-        if obj.last_task_id is None:
-            return display.EMPTY
-        url = reverse(f"{self.admin_site.name}:horsies_django_task_change", args=[obj.last_task_id])
-        return format_html('<a href="{}">{}</a>', url, display.short_id(obj.last_task_id))
 
     @admin.display(description="declaration")
     def declaration(self, obj: Schedule) -> SafeString | str:
@@ -159,6 +207,9 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
         eligible = list(queryset.filter(paused=toggle.paused).order_by("name"))
         if request.POST.get("post") == "yes":
             changed = toggle.apply([s.name for s in eligible])
+            audit.record(
+                request.user, Schedule, [(n, n) for n in changed], audit.action_message(toggle.done, len(changed))
+            )
             level = messages.SUCCESS if changed else messages.WARNING
             self.message_user(request, f"{len(changed)} schedule{'s'[: len(changed) != 1]} {toggle.done}.", level)
             return None

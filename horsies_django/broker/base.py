@@ -21,6 +21,7 @@ from django.db.backends.utils import CursorWrapper
 from ..statuses import ACTIVE, ENDED, ENDED_UNSUCCESSFULLY, READY, AttemptOutcome, TaskStatus, sql_list
 from ..types.codec import dumps, loads
 from ..types.codes import OperationalErrorCode, OutcomeCode
+from ..types.grouping import group_key
 from ..types.retry import RateLimit
 
 TASK_TABLE = "horsies_task"
@@ -184,7 +185,7 @@ TASK_COLUMNS = (
 )
 FINISH_COLUMNS = (
     "id, token, status, result, error_code, error_message, error_traceback, finished_at, run_at, uncount, crash, "
-    "attempt, worker_id, started_at, attempt_finished_at, outcome"
+    "attempt, worker_id, started_at, attempt_finished_at, outcome, error_group"
 )
 ATTEMPT_COLUMNS = (
     "task_id, number, worker_id, started_at, finished_at, outcome, error_code, error_message, error_traceback"
@@ -510,6 +511,7 @@ class Broker:
             self.db_datetime(finish.started_at),
             self.db_datetime(finish.finished_at),
             None if finish.attempt_outcome is None else str(finish.attempt_outcome),
+            group_key(finish.error_code, finish.error_message),
         ]
 
     # The SET clause and history insert shared by the vendors' batch statements, over rows `v`.
@@ -517,7 +519,7 @@ class Broker:
     # worker_id, claimed_at and started_at go, as they do when an operator retries it.
     finish_set = (
         "status = v.status, result = {json}, error_code = v.error_code, error_message = v.error_message, "
-        "error_traceback = v.error_traceback, finished_at = v.finished_at, "
+        "error_traceback = v.error_traceback, error_group = v.error_group, finished_at = v.finished_at, "
         "lease_expires_at = NULL, "
         "run_at = COALESCE(v.run_at, {t}.run_at), attempt = {t}.attempt - v.uncount, "
         "crash_reruns = {t}.crash_reruns + v.crash, "
@@ -591,10 +593,13 @@ class Broker:
                 else:
                     cursor.execute(
                         f"UPDATE {TASK_TABLE} SET status = {SQL_FAILED}, result = {self.json_placeholder}, "
-                        "error_code = %s, error_message = %s, finished_at = %s, lease_expires_at = NULL "
-                        "WHERE id = %s AND claim_token = %s",
-                        [dumps(crashed_result), OperationalErrorCode.WORKER_CRASHED.value, message, at, task_id, token],
-                    )
+                        "error_code = %s, error_message = %s, error_group = %s, finished_at = %s, "
+                        "lease_expires_at = NULL WHERE id = %s AND claim_token = %s",
+                        [
+                            dumps(crashed_result), OperationalErrorCode.WORKER_CRASHED.value, message,
+                            group_key(OperationalErrorCode.WORKER_CRASHED.value, message), at, task_id, token,
+                        ],
+                    )  # fmt: skip
                     failed.append(str(uuid.UUID(str(task_id))))
                 cursor.execute(
                     f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -632,6 +637,7 @@ class Broker:
         return self._transition(
             task_ids,
             f"status = {SQL_PENDING}, result = NULL, error_code = NULL, error_message = '', error_traceback = '', "
+            "error_group = NULL, manual_retries = manual_retries + 1, "
             "finished_at = NULL, claimed_at = NULL, started_at = NULL, worker_id = NULL, lease_expires_at = NULL, "
             "good_until = NULL, run_at = %s",
             [self.db_datetime(now)],

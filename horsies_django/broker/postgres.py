@@ -240,7 +240,7 @@ class PostgresBroker(Broker):
 
     _finish_types = (
         "uuid", "bigint", "text", "text", "text", "text", "text", "timestamptz", "timestamptz", "int", "int", "int",
-        "text", "timestamptz", "timestamptz", "text",
+        "text", "timestamptz", "timestamptz", "text", "text",
     )  # fmt: skip
 
     def _finish_batch(self, finishes: Sequence[Finish]) -> set[str]:

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from horsies_django.models import Task, TaskAttempt, WorkerProcess
+from horsies_django.models import Schedule, Task, TaskAttempt, WorkerProcess
+from horsies_django.types.grouping import group_key
 
 TRACEBACK = """Traceback (most recent call last):
   File "/srv/shop/horsies_django/worker/execute.py", line 88, in execute
@@ -38,7 +39,7 @@ KINDS = [
     ("reports.daily_sales", "default", 100, 0.04, 14.0),
 ]
 FAILURES = [
-    ("PAYMENT_DECLINED", "Card declined by issuer (insufficient funds)", ""),
+    ("PAYMENT_DECLINED", "Card declined by issuer for order {order} (insufficient funds)", ""),
     ("UNHANDLED_EXCEPTION", "ConnectTimeout: payment gateway did not answer within 5s", TRACEBACK),
     ("INVALID_ORDER_ID", "Order ID is required", ""),
     ("TASK_TIMEOUT", "the task ran longer than its timeout of 30000 ms", ""),
@@ -87,6 +88,8 @@ def seed(now: datetime | None = None) -> Seeded:
             worker = worker_ids[rng.randrange(2)]
             failed = rng.random() < (0.035 if minute > 25 else 0.09 if minute > 2 else 0.3)
             failure = FAILURES[rng.choices(range(len(FAILURES)), [3, 4, 2, 1, 0.4])[0]] if failed else None
+            if failure:  # the order number varies; the Errors page folds it into one group
+                failure = (failure[0], failure[1].format(order=f"ORD-{1000 + n}"), failure[2])
             retried = name == "shop.charge_card" and rng.random() < 0.3
             task = Task(
                 id=uuid.UUID(int=rng.getrandbits(128)),
@@ -99,6 +102,7 @@ def seed(now: datetime | None = None) -> Seeded:
                 error_code=failure[0] if failure else None,
                 error_message=failure[1] if failure else "",
                 error_traceback=failure[2] if failure else "",
+                error_group=group_key(failure[0], failure[1]) if failure else None,
                 attempt=2 if retried else 1,
                 max_retries=2 if name == "shop.charge_card" else 0,
                 run_at=enqueued,
@@ -135,7 +139,63 @@ def seed(now: datetime | None = None) -> Seeded:
             for i, (worker_id, (host, pid, queues, concurrency)) in enumerate(zip(worker_ids, WORKERS, strict=True))
         ]
     )
+    _schedules(now, rng)
     return Seeded(failed_task_id=str(showcase.id), worker_ids=worker_ids)
+
+
+def _schedules(now: datetime, rng: random.Random) -> None:
+    """A healthy nightly report, and an inventory sync every 15 s whose last runs failed."""
+    report = Task.objects.filter(name="reports.daily_sales", status="COMPLETED").order_by("-finished_at").first()
+    code, message = "UNHANDLED_EXCEPTION", "ConnectionError: warehouse API at 10.0.4.17:8443 refused the connection"
+    failed = []
+    for i in range(6):
+        at = now - timedelta(seconds=15 * (i + 1))
+        slot = at.replace(microsecond=0)
+        failed.append(
+            Task(
+                id=uuid.UUID(int=rng.getrandbits(128)),
+                name="shop.sync_inventory",
+                queue_name="standard",
+                priority=50,
+                status="FAILED",
+                arguments={"warehouse": "AMS", "full": False},
+                result={"err": {"error_code": code, "message": message}},
+                error_code=code,
+                error_message=message,
+                error_group=group_key(code, message),
+                attempt=1,
+                run_at=slot,
+                enqueued_at=slot,
+                started_at=slot + timedelta(milliseconds=40),
+                finished_at=slot + timedelta(seconds=2),
+                claim_token=1,
+                idempotency_key=f"schedule:sync-inventory:{slot.isoformat()}",
+            )  # fmt: skip
+        )
+    Task.objects.bulk_create(failed)
+    Schedule.objects.bulk_create(
+        [
+            Schedule(
+                name="nightly-sales-report",
+                task_name="reports.daily_sales",
+                spec="0 3 * * *",
+                last_slot_at=now.replace(hour=3, minute=0, second=0, microsecond=0) - timedelta(days=1),
+                last_run_at=now.replace(hour=3, minute=0, second=1, microsecond=0) - timedelta(days=1),
+                last_task_id=report.pk if report else None,
+                next_run_at=now.replace(hour=3, minute=0, second=0, microsecond=0) + timedelta(days=1),
+            ),  # fmt: skip
+            Schedule(
+                name="sync-inventory",
+                task_name="shop.sync_inventory",
+                spec="every 15s",
+                last_slot_at=failed[0].run_at,
+                last_run_at=failed[0].enqueued_at,
+                last_task_id=failed[0].pk,
+                next_run_at=failed[0].run_at + timedelta(seconds=15),
+            ),  # fmt: skip
+            Schedule(name="weekly-cleanup", task_name="reports.daily_sales", spec="0 4 * * 0", paused=True),
+        ]
+    )
 
 
 def _attempt(
@@ -168,6 +228,7 @@ def _showcase(now: datetime, worker: str, attempts: list[TaskAttempt]) -> Task:
         error_code=code,
         error_message=message,
         error_traceback=traceback,
+        error_group=group_key(code, message),
         attempt=3,
         max_retries=2,
         run_at=enqueued + timedelta(seconds=16.1),

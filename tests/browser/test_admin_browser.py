@@ -160,16 +160,23 @@ def test_screenshots(page: Any, live_server: Any, screenshot_dir: Path, monkeypa
     shown = seed()
     base = live_server.url
     log_in(page, base)
-    # The list is wide; the navigation sidebar folds away, as an operator would fold it.
-    page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'false')")
+    # At 1440 px the lists fit beside the open navigation sidebar.
+    page.evaluate("localStorage.setItem('django.admin.navSidebarIsOpen', 'true')")
 
     page.goto(f"{base}/admin/horsies_django/task/")
     page.screenshot(path=str(screenshot_dir / "admin-task-list.png"))
+    page.goto(f"{base}/admin/horsies_django/task/errors/")
+    assert page.locator("#hz-groups tbody tr").count() >= 4
+    page.screenshot(path=str(screenshot_dir / "admin-errors.png"), full_page=True)
+    page.goto(f"{base}/admin/horsies_django/schedule/")
+    assert page.locator("#result_list .hz-badge--failed").count() >= 1
+    page.screenshot(path=str(screenshot_dir / "admin-schedules.png"))
     page.goto(f"{base}/admin/horsies_django/task/{shown.failed_task_id}/change/")
     assert "ConnectTimeout" in page.locator(".field-traceback pre").inner_text()
     page.screenshot(path=str(screenshot_dir / "admin-task-detail.png"), full_page=True)
     page.goto(f"{base}/admin/horsies_django/task/dashboard/")
     assert page.locator("#hz-workers .hz-badge--alive").count() == 2
     page.screenshot(path=str(screenshot_dir / "admin-dashboard.png"), full_page=True)
-    for name in ("admin-task-list.png", "admin-task-detail.png", "admin-dashboard.png"):
+    names = ["admin-task-list.png", "admin-task-detail.png", "admin-dashboard.png", "admin-errors.png"]
+    for name in [*names, "admin-schedules.png"]:
         assert (screenshot_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

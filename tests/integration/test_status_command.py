@@ -89,7 +89,13 @@ def test_json_report() -> None:
     }
     assert [q["name"] for q in data["queues"]] == ["default", "standard"]
     assert len(data["throughput"]) == 60
-    assert data["top_errors"] == [{"code": "UNHANDLED_EXCEPTION", "count": 1}]
+    (error,) = data["top_errors"]
+    assert {k: error[k] for k in ("code", "count", "name")} == {
+        "code": "UNHANDLED_EXCEPTION",
+        "count": 1,
+        "name": "tests.boom",
+    }
+    assert error["group"] and error["message"]
     assert {w["id"]: w["state"] for w in data["workers"]} == {
         "host-a:10:abcdef": "stopped",
         "host-b:20:fedcba": "silent",
