@@ -127,7 +127,12 @@ def dashboard_context(snapshot: stats.Snapshot, site: str = "admin") -> dict[str
     scheduled = sum(q.scheduled for q in snapshot.queues)
     alive = sum(1 for w in snapshot.workers if w.state == "alive")
     kpis = [
-        ("Ready to run", totals[TaskStatus.PENDING] - scheduled, "pending", tasks_url(status__exact=TaskStatus.PENDING.value)),
+        (
+            "Ready to run",
+            totals[TaskStatus.PENDING] - scheduled,
+            "pending",
+            tasks_url(status__exact=TaskStatus.PENDING.value),
+        ),
         (
             "Running",
             totals[TaskStatus.RUNNING] + totals[TaskStatus.CLAIMED],
@@ -135,7 +140,12 @@ def dashboard_context(snapshot: stats.Snapshot, site: str = "admin") -> dict[str
             tasks_url(status__exact=TaskStatus.RUNNING.value),
         ),
         ("Completed, last hour", sum(b.completed for b in snapshot.throughput), "completed", ""),
-        ("Failed, last hour", sum(b.failed for b in snapshot.throughput), "failed", tasks_url(status__exact=TaskStatus.FAILED.value)),
+        (
+            "Failed, last hour",
+            sum(b.failed for b in snapshot.throughput),
+            "failed",
+            tasks_url(status__exact=TaskStatus.FAILED.value),
+        ),
         (
             "Workers alive",
             alive,
