@@ -15,22 +15,40 @@ from .types.codes import (
     OutcomeCode,
     RetrievalCode,
     TaskSendErrorCode,
+    WorkflowCode,
 )
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendResult
 from .types.retry import RetryPolicy
 from .worker.execute import TaskContext, current_task
+from .workflows.context import WorkflowContext, WorkflowMeta
+from .workflows.enums import OnError, WorkflowStatus, WorkflowTaskStatus
+from .workflows.handle import HandleErrorCode, HandleOperationError, WorkflowHandle, WorkflowTaskInfo
+from .workflows.spec import (
+    SuccessCase,
+    SuccessPolicy,
+    TaskNode,
+    WorkflowDefinition,
+    WorkflowSpec,
+    WorkflowStartError,
+    WorkflowStartErrorCode,
+)
 
 __all__ = [
     "BuiltInTaskCode",
     "ContractCode",
     "Err",
+    "HandleErrorCode",
+    "HandleOperationError",
     "Horsies",
     "Ok",
+    "OnError",
     "OperationalErrorCode",
     "OutcomeCode",
     "Result",
     "RetrievalCode",
     "RetryPolicy",
+    "SuccessCase",
+    "SuccessPolicy",
     "TaskAttemptInfo",
     "TaskContext",
     "TaskDefinitionError",
@@ -38,10 +56,22 @@ __all__ = [
     "TaskFunction",
     "TaskHandle",
     "TaskInfo",
+    "TaskNode",
     "TaskResult",
     "TaskSendError",
     "TaskSendErrorCode",
     "TaskSendResult",
+    "WorkflowCode",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowHandle",
+    "WorkflowMeta",
+    "WorkflowSpec",
+    "WorkflowStartError",
+    "WorkflowStartErrorCode",
+    "WorkflowStatus",
+    "WorkflowTaskInfo",
+    "WorkflowTaskStatus",
     "app",
     "current_task",
 ]

@@ -167,3 +167,7 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# The workflow tables live with the workflow code; importing them here registers them with the app.
+from .workflows.models import Workflow, WorkflowNode  # noqa: E402, F401

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from django.db import transaction
 
 from .base import FINISH_COLUMNS, TASK_COLUMNS, TASK_TABLE, Broker, ClaimedTask, Finish, NewTask
 
@@ -226,6 +227,10 @@ class PostgresBroker(Broker):
             )
             SELECT id, (SELECT count(*) FROM notified) FROM done
         """
-        with self.fast_cursor() as cursor:
+        # A transaction, so that the workflow hook's writes commit with the finish or not at all.
+        with transaction.atomic(using=self.alias), self.fast_cursor() as cursor:
             cursor.execute(sql, columns)
-            return {str(row[0]) for row in cursor.fetchall()}
+            done = {str(row[0]) for row in cursor.fetchall()}
+            # Workflow hook: nodes whose tasks ended move their workflows on in this transaction.
+            self._advance_workflows(done)
+        return done

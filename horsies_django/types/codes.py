@@ -42,6 +42,17 @@ class ContractCode(_Code):
     RETURN_TYPE_MISMATCH = "RETURN_TYPE_MISMATCH"
 
 
+class WorkflowCode(_Code):
+    """Why a workflow, or one of its nodes, has no result of its own."""
+
+    WORKFLOW_PAUSED = "WORKFLOW_PAUSED"
+    WORKFLOW_FAILED = "WORKFLOW_FAILED"
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+    UPSTREAM_SKIPPED = "UPSTREAM_SKIPPED"
+    WORKFLOW_SUCCESS_CASE_NOT_MET = "WORKFLOW_SUCCESS_CASE_NOT_MET"
+    WORKFLOW_NOT_FOUND = "WORKFLOW_NOT_FOUND"
+
+
 class TaskSendErrorCode(_Code):
     """Why `send()` / `schedule()` wrote nothing."""
 
@@ -51,11 +62,11 @@ class TaskSendErrorCode(_Code):
     ASYNC_CONTEXT = "ASYNC_CONTEXT"
 
 
-BuiltInTaskCode = OperationalErrorCode | RetrievalCode | OutcomeCode | ContractCode
+BuiltInTaskCode = OperationalErrorCode | RetrievalCode | OutcomeCode | ContractCode | WorkflowCode
 
 BUILTIN_CODES: dict[str, BuiltInTaskCode] = {
     member.value: member
-    for family in (OperationalErrorCode, RetrievalCode, OutcomeCode, ContractCode)
+    for family in (OperationalErrorCode, RetrievalCode, OutcomeCode, ContractCode, WorkflowCode)
     for member in family
 }
 

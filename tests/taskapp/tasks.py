@@ -175,3 +175,6 @@ def known_nowhere() -> TaskResult[int, TaskError]:
 def scheduled_probe(scheduled_at: datetime, label: str = "") -> TaskResult[str, TaskError]:
     """Sent by the schedules in tests/integration/test_schedules.py; the scheduler fills `scheduled_at`."""
     return TaskResult(ok=f"{label} {scheduled_at.isoformat()}")
+
+
+from . import workflow_tasks  # noqa: E402, F401  (registers the workflow tests' tasks)
