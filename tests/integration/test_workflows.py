@@ -444,3 +444,48 @@ def test_huge_values_flow_between_nodes() -> None:
     handle = started(app.workflow("huge", tasks=[a, b], output=b))
     drain()
     assert handle.get(timeout_ms=10_000).unwrap() == f"huge/b ok={10**80} err=None"
+
+
+def test_a_fan_in_counts_a_whole_batch_of_finished_dependencies_in_one_statement() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from horsies_django.broker import Finish, get_broker
+
+    branches = [TaskNode(fn=wt.square, kwargs={"n": n}, node_id=f"b{n}") for n in range(60)]
+    fan_in = TaskNode(fn=wt.noop, waits_for=branches, node_id="fan_in")
+    handle = started(app.workflow("batch", tasks=[*branches, fan_in]))
+    broker = get_broker()
+    now = timezone.now()
+    claimed = broker.claim(worker_id="w", queues=None, limit=100, now=now, lease_until=now + timedelta(minutes=1))
+    assert len(claimed) == 60
+    finishes = [
+        Finish(
+            task_id=task.id, claim_token=task.claim_token, attempt=task.attempt, status="COMPLETED",
+            result_json='{"ok": 1}', error_code=None, error_message="", error_traceback="", worker_id="w",
+            started_at=now, finished_at=now, attempt_outcome="COMPLETED",
+        )
+        for task in claimed
+    ]  # fmt: skip
+    with CaptureQueriesContext(connection) as queries:
+        assert len(broker.finish_many(finishes)) == 60
+    node_updates = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(("UPDATE", "WITH"))]
+    node_updates = [sql for sql in node_updates if "horsies_workflow_node" in sql]
+    # One to record the 60 ended nodes, one to count them for the fan-in, one to mark it sent.
+    assert len(node_updates) == 3, node_updates
+    assert node_status(handle)["fan_in"] == "ENQUEUED"
+    row = WorkflowNode.objects.get(workflow_id=handle.workflow_id, node_id="fan_in")
+    assert (row.deps_total, row.deps_ended, row.deps_succeeded) == (60, 60, 60)
+    assert Task.objects.filter(name="wf.noop").count() == 1
+
+
+def test_a_thousand_node_fan_out_and_its_fan_in_complete() -> None:
+    branches = [TaskNode(fn=wt.square, kwargs={"n": n}, node_id=f"b{n}") for n in range(1000)]
+    fan_in = TaskNode(fn=wt.noop, waits_for=branches, node_id="fan_in")
+    handle = started(app.workflow("wide", tasks=[*branches, fan_in], output=fan_in))
+    drain()
+    assert handle.get(timeout_ms=60_000).is_ok()
+    row = Workflow.objects.get(pk=handle.workflow_id)
+    assert (row.status, row.nodes_done, row.nodes_total) == ("COMPLETED", 1001, 1001)
+    assert Task.objects.filter(status="COMPLETED").count() == 1001
+    assert handle.result_for("b999").unwrap() == 999 * 999
