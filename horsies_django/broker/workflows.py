@@ -196,8 +196,11 @@ class WorkflowSql:
                 workflow_ids.update(row[0] for row in cursor.fetchall())
             if not workflow_ids:
                 return
-            for workflow in self._lock(cursor, sorted(workflow_ids, key=str)):
-                self._advance_one(cursor, workflow, ids, now)
+            workflows = self._lock(cursor, sorted(workflow_ids, key=str))
+            ended = self._record_ended(cursor, ids)
+            for workflow in workflows:
+                if ended.get(workflow.id):
+                    self._advance_one(cursor, workflow, ended[workflow.id], now)
 
     def _lock(self, cursor: Any, workflow_ids: Sequence[Any]) -> list[_Locked]:
         cursor.execute(
@@ -210,25 +213,33 @@ class WorkflowSql:
             for row in cursor.fetchall()
         ]
 
-    def _advance_one(self, cursor: Any, workflow: _Locked, task_ids: Sequence[Any], now: datetime) -> None:
-        ended: list[tuple[int, bool, list[int]]] = []
+    def _record_ended(self, cursor: Any, task_ids: Sequence[Any]) -> dict[Any, list[tuple[int, bool, list[int]]]]:
+        """Copy the outcome of each ended task onto its node (its workflow is locked already);
+        return, by workflow, each ended node's index, whether it succeeded, and its dependents.
+        The nodes are found through their unique `task_id`, whatever the planner's statistics say."""
         terminal = [status.value for status in TERMINAL_STATUSES]
         node = NODE_TABLE
+        ended: dict[Any, list[tuple[int, bool, list[int]]]] = {}
         for chunk in _chunks(task_ids):
             cursor.execute(
                 f"UPDATE {node} SET status = CASE WHEN t.status = %s THEN %s ELSE %s END, result = t.result, "
                 f"error_code = t.error_code, finished_at = t.finished_at FROM {TASK_TABLE} AS t "
-                f"WHERE {node}.task_id = t.id AND {node}.workflow_id = %s AND {node}.status = %s "
-                f"AND t.status IN ({_marks(len(terminal))}) AND t.id IN ({_marks(len(chunk))}) "
-                f"RETURNING {node}.node_index, {node}.status, {node}.dependents",
+                f"WHERE {node}.task_id IN ({_marks(len(chunk))}) AND t.id = {node}.task_id AND {node}.status = %s "
+                f"AND t.status IN ({_marks(len(terminal))}) "
+                f"RETURNING {node}.workflow_id, {node}.node_index, {node}.status, {node}.dependents",
                 [
                     TaskStatus.COMPLETED.value, WorkflowTaskStatus.COMPLETED.value, WorkflowTaskStatus.FAILED.value,
-                    workflow.id, WorkflowTaskStatus.ENQUEUED.value, *terminal, *chunk,
+                    *chunk, WorkflowTaskStatus.ENQUEUED.value, *terminal,
                 ],
             )  # fmt: skip
-            ended += [(row[0], row[1] == WorkflowTaskStatus.COMPLETED, loads(row[2])) for row in cursor.fetchall()]
-        if not ended:
-            return
+            for workflow_id, index, status, dependents in cursor.fetchall():
+                ok = status == WorkflowTaskStatus.COMPLETED
+                ended.setdefault(workflow_id, []).append((index, ok, loads(dependents)))
+        return ended
+
+    def _advance_one(
+        self, cursor: Any, workflow: _Locked, ended: list[tuple[int, bool, list[int]]], now: datetime
+    ) -> None:
         failed = any(not ok for _, ok, _ in ended)
         if failed and workflow.on_error == OnError.PAUSE and workflow.status == WorkflowStatus.RUNNING:
             workflow.status = WorkflowStatus.PAUSED.value

@@ -53,7 +53,8 @@ class Workflow(models.Model):
 
 class WorkflowNode(models.Model):
     id = models.BigAutoField(primary_key=True)
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="nodes")
+    # No index of its own: the unique (workflow, node_index) index starts with it.
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="nodes", db_index=False)
     node_index = models.PositiveIntegerField(help_text="Position in the workflow's task list.")
     node_id = models.CharField(max_length=255)
     task_name = models.CharField(max_length=255)
