@@ -186,27 +186,39 @@ class WorkflowSql:
             return
         ids = [self._uuid(task_id) for task_id in task_ids]
         with self.broker.connection.cursor() as cursor:
-            workflow_ids: set[Any] = set()
-            for chunk in _chunks(ids):
-                cursor.execute(
-                    f"SELECT DISTINCT workflow_id FROM {NODE_TABLE} WHERE status = %s "
-                    f"AND task_id IN ({_marks(len(chunk))})",
-                    [WorkflowTaskStatus.ENQUEUED.value, *chunk],
+            if len(ids) <= INSERT_CHUNK:  # a finish batch: find and lock the workflows in one statement
+                workflows = self._lock_where(
+                    cursor,
+                    f"id IN (SELECT workflow_id FROM {NODE_TABLE} WHERE status = %s "
+                    f"AND task_id IN ({_marks(len(ids))}))",
+                    [WorkflowTaskStatus.ENQUEUED.value, *ids],
                 )
-                workflow_ids.update(row[0] for row in cursor.fetchall())
-            if not workflow_ids:
+            else:
+                workflow_ids: set[Any] = set()
+                for chunk in _chunks(ids):
+                    cursor.execute(
+                        f"SELECT DISTINCT workflow_id FROM {NODE_TABLE} WHERE status = %s "
+                        f"AND task_id IN ({_marks(len(chunk))})",
+                        [WorkflowTaskStatus.ENQUEUED.value, *chunk],
+                    )
+                    workflow_ids.update(row[0] for row in cursor.fetchall())
+                workflows = self._lock(cursor, sorted(workflow_ids, key=str)) if workflow_ids else []
+            if not workflows:
                 return
-            workflows = self._lock(cursor, sorted(workflow_ids, key=str))
             ended = self._record_ended(cursor, ids)
             for workflow in workflows:
                 if ended.get(workflow.id):
                     self._advance_one(cursor, workflow, ended[workflow.id], now)
 
     def _lock(self, cursor: Any, workflow_ids: Sequence[Any]) -> list[_Locked]:
+        return self._lock_where(cursor, f"id IN ({_marks(len(workflow_ids))})", list(workflow_ids))
+
+    def _lock_where(self, cursor: Any, condition: str, params: list[Any]) -> list[_Locked]:
+        """Read and lock workflow rows, in id order so that two transactions never wait on each other."""
         cursor.execute(
             f"SELECT id, name, status, on_error, nodes_total, nodes_done, output_index, success_policy "
-            f"FROM {WORKFLOW_TABLE} WHERE id IN ({_marks(len(workflow_ids))}) ORDER BY id{self.for_update}",
-            list(workflow_ids),
+            f"FROM {WORKFLOW_TABLE} WHERE {condition} ORDER BY id{self.for_update}",
+            params,
         )
         return [
             _Locked(row[0], row[1], row[2], row[3], row[4], row[5], row[6], None if row[7] is None else loads(row[7]))
