@@ -255,6 +255,7 @@ class WorkflowSql:
         failed = any(not ok for _, ok, _ in ended)
         if failed and workflow.on_error == OnError.PAUSE and workflow.status == WorkflowStatus.RUNNING:
             workflow.status = WorkflowStatus.PAUSED.value
+            self.broker.notify_done(cursor, [str(uuid.UUID(str(workflow.id)))])  # get() answers WORKFLOW_PAUSED
         done = len(ended) + self._propagate(cursor, workflow, ended, now)
         cursor.execute(
             f"UPDATE {WORKFLOW_TABLE} SET nodes_done = nodes_done + %s, status = %s WHERE id = %s",
@@ -406,7 +407,10 @@ class WorkflowSql:
                 f"UPDATE {WORKFLOW_TABLE} SET status = %s WHERE id = %s AND status = %s RETURNING id",
                 [WorkflowStatus.PAUSED.value, self._uuid(workflow_id), WorkflowStatus.RUNNING.value],
             )
-            return cursor.fetchone() is not None
+            paused = cursor.fetchone() is not None
+            if paused:
+                self.broker.notify_done(cursor, [str(workflow_id)])  # get() answers WORKFLOW_PAUSED
+            return paused
 
     def resume(self, workflow_id: uuid.UUID, now: datetime) -> bool:
         """PAUSED -> RUNNING: send the nodes that became ready meanwhile; end the workflow if
