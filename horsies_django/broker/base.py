@@ -410,6 +410,12 @@ class Broker:
 
         advance_workflows(self, task_ids)
 
+    def _workflows_active(self) -> bool:
+        """Whether any workflow is running or paused (one indexed read; see `broker.workflows`)."""
+        from .workflows import WorkflowSql
+
+        return WorkflowSql(self).any_active()
+
     def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> set[str]:
         """Extend the lease of every task this worker still holds, in one statement; return the
         ids renewed. A held task missing from them was cancelled or taken over: stop running it."""

@@ -177,6 +177,16 @@ class WorkflowSql:
 
     # -- advancing --------------------------------------------------------------------------
 
+    def any_active(self) -> bool:
+        """Whether a workflow is RUNNING or PAUSED: only their nodes' tasks move anything."""
+        with self.broker.connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {WORKFLOW_TABLE} WHERE status IN (%s, %s))",
+                [WorkflowStatus.RUNNING.value, WorkflowStatus.PAUSED.value],
+            )
+            row = cursor.fetchone()
+        return bool(row and row[0])
+
     def advance(self, task_ids: Collection[Any], now: datetime) -> None:
         """Move the workflows whose node tasks are among `task_ids` (tasks that just changed state):
         record each ended node, count it for its dependents, skip or send those whose join rule
