@@ -182,6 +182,8 @@ class TaskResult(Generic[T, E]):
                 if value.is_err():
                     return value
                 return TaskResult(ok=ok_adapter.validate_python(value.unwrap()))
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a TaskResult or its stored form, got {type(value).__name__}")
             try:
                 return decode_result(value, ok_adapter)
             except CodecError as exc:

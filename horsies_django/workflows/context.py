@@ -51,8 +51,15 @@ class WorkflowContext(BaseModel):
         if isinstance(node, TaskNode):
             key = node.node_id or node.task.name
             adapter = node.task.signature.ok_adapter
+        elif isinstance(node, str):
+            key, adapter = node, None
         else:
-            key, adapter = str(node), None
+            return TaskResult(
+                err=TaskError(
+                    error_code=RetrievalCode.RESULT_NOT_AVAILABLE,
+                    message=f"result_for() takes a TaskNode or a node id, not {type(node).__name__}",
+                )
+            )
         envelope = self.results.get(key)
         if envelope is None:
             return TaskResult(

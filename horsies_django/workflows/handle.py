@@ -161,7 +161,7 @@ class WorkflowHandle(Generic[T]):
     def result_for(self, node: TaskNode[Any] | str) -> TaskResult[Any, TaskError]:
         """One node's `TaskResult` (a TaskNode of the spec, or its node id); RESULT_NOT_AVAILABLE
         while it has not ended. Never raises."""
-        from .spec import TaskNode
+        from .spec import TaskNode, _safe
 
         try:
             nodes = self._nodes_checked()
@@ -175,10 +175,12 @@ class WorkflowHandle(Generic[T]):
             match = [n for n in nodes if n.node_id == wanted] if wanted else []
             if not match:
                 match = [n for n in nodes if n.task_name == getattr(node.fn, "name", None)]
+        elif isinstance(node, str):
+            match = [n for n in nodes if n.node_id == node]
         else:
-            match = [n for n in nodes if n.node_id == str(node)]
+            match = []
         if len(match) != 1:
-            return _error(RetrievalCode.RESULT_NOT_AVAILABLE, f"no single node of this workflow is {node!r}")
+            return _error(RetrievalCode.RESULT_NOT_AVAILABLE, f"no single node of this workflow is {_safe(node)}")
         decoded = self._decode(match[0])
         if decoded is None or match[0].status not in NODE_TERMINAL_STATUSES:
             return _error(RetrievalCode.RESULT_NOT_AVAILABLE, f"node {match[0].node_id!r} has not ended")

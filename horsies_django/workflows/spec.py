@@ -102,7 +102,7 @@ class TaskNode(Generic[T]):
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "name", self.fn)
-        return f"TaskNode({name!r}{f', node_id={self.node_id!r}' if self.node_id else ''})"
+        return f"TaskNode({_safe(name)}{f', node_id={_safe(self.node_id)}' if self.node_id else ''})"
 
 
 @dataclass(frozen=True)

@@ -406,6 +406,15 @@ def test_rebuilt_handle_decodes_types_and_reports_missing_nodes() -> None:
     assert rebuilt == handle
     assert rebuilt.get(timeout_ms=10_000).unwrap() == wt.Saved(key="k1", size=24)
     assert rebuilt.result_for("nope").unwrap_err().error_code == RetrievalCode.RESULT_NOT_AVAILABLE
+
+    class Loud:
+        def __str__(self) -> str:
+            raise RuntimeError("no str")
+
+        __repr__ = __str__
+
+    for odd in (Loud(), None, 3, "\ud800", "\x00", TaskNode(fn=Loud(), node_id=Loud())):  # type: ignore[arg-type]
+        assert rebuilt.result_for(odd).unwrap_err().error_code == RetrievalCode.RESULT_NOT_AVAILABLE  # type: ignore[arg-type]
     assert WorkflowHandle(handle.workflow_id).get(timeout_ms=10_000).unwrap() == {"key": "k1", "size": 24}
 
 

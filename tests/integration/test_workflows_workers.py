@@ -14,7 +14,7 @@ from horsies_django.models import Task, TaskAttempt, WorkflowNode
 from tests.taskapp import workflow_tasks as wt
 from tests.taskapp.models import Run
 
-from ..conftest import start_worker
+from ..conftest import run_worker, start_worker
 from .test_reliability import stop, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -97,3 +97,13 @@ def test_kill_9_mid_node_re_runs_the_node_and_the_workflow_completes_once() -> N
     assert Run.objects.filter(key="second").count() == 1
     assert {i.node_id: i.status for i in handle.tasks().unwrap()} == {"first": "COMPLETED", "second": "COMPLETED"}
     assert handle.results().unwrap()["first"] is not None
+
+
+def test_typed_results_flow_through_the_process_pool() -> None:
+    fetch = TaskNode(fn=wt.fetch, kwargs={"url": "pool"})
+    measure = TaskNode(fn=wt.measure, waits_for=[fetch], args_from={"raw": fetch})
+    save = TaskNode(fn=wt.save, kwargs={"key": "p"}, waits_for=[measure], args_from={"size": measure})
+    handle = start(app.workflow("pooled", tasks=[fetch, measure, save], output=save))
+    done = run_worker("--pool", "processes", "--concurrency", "2", "--burst")
+    assert done.returncode == 0, done.stderr
+    assert handle.get(timeout_ms=30_000).unwrap() == wt.Saved(key="p", size=len("<html>pool</html>"))
