@@ -130,6 +130,7 @@ class Broker:
         self.alias = alias
         self.poll_only = poll_only
         self._listening_on: object = None
+        self._workflows_seen_until = 0.0
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -411,10 +412,17 @@ class Broker:
         advance_workflows(self, task_ids)
 
     def _workflows_active(self) -> bool:
-        """Whether any workflow is running or paused (one indexed read; see `broker.workflows`)."""
+        """Whether a workflow may be running or paused (see `broker.workflows`). A yes is trusted
+        for a second, since a wrong yes only costs the hook's read; a no is read afresh each time."""
         from .workflows import WorkflowSql
 
-        return WorkflowSql(self).any_active()
+        now = time.monotonic()
+        if now < self._workflows_seen_until:
+            return True
+        active = WorkflowSql(self).any_active()
+        if active:
+            self._workflows_seen_until = now + 1.0
+        return active
 
     def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> set[str]:
         """Extend the lease of every task this worker still holds, in one statement; return the
