@@ -498,3 +498,20 @@ def test_a_thousand_node_fan_out_and_its_fan_in_complete() -> None:
     assert (row.status, row.nodes_done, row.nodes_total) == ("COMPLETED", 1001, 1001)
     assert Task.objects.filter(status="COMPLETED").count() == 1001
     assert handle.result_for("b999").unwrap() == 999 * 999
+
+
+def test_an_expired_node_fails_and_skips_its_dependents() -> None:
+    import time
+
+    from horsies_django.broker import get_broker
+
+    soon = timezone.now() + timedelta(milliseconds=50)
+    a = TaskNode(fn=wt.square, kwargs={"n": 1}, good_until=soon, node_id="a")
+    b = TaskNode(fn=wt.square, kwargs={"n": 2}, waits_for=[a], node_id="b")
+    handle = started(app.workflow("expiring", tasks=[a, b], output=b))
+    time.sleep(0.1)
+    expired = {"err": {"error_code": "TASK_EXPIRED", "message": "expired", "data": None, "exception": None}}
+    assert get_broker().expire_pending(now=timezone.now(), result=expired, error_code="TASK_EXPIRED", message="x") == 1
+    assert node_status(handle) == {"a": "FAILED", "b": "SKIPPED"}
+    assert handle.get(timeout_ms=10_000).unwrap_err().error_code == WorkflowCode.WORKFLOW_FAILED
+    assert handle.result_for("a").unwrap_err().error_code == "TASK_EXPIRED"
