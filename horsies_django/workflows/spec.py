@@ -539,15 +539,6 @@ class WorkflowDefinition(Generic[T]):
         return cls.build(app)
 
 
-def node_factory(
-    task: TaskFunction[Any, T], options: dict[str, Any]
-) -> Any:  # Callable[..., TaskNode[T]]; typed at the caller
-    def make(**kwargs: Any) -> TaskNode[T]:
-        return TaskNode(task, kwargs=kwargs, **options)
-
-    return make
-
-
 __all__ = [
     "OnError",
     "SuccessCase",
