@@ -17,6 +17,7 @@ from .types.codes import (
     OutcomeCode,
     RetrievalCode,
     TaskSendErrorCode,
+    WorkflowCode,
 )
 from .types.results import (
     Err,
@@ -33,19 +34,36 @@ from .types.results import (
 from .types.retry import RetryPolicy
 from .types.status import TaskAttemptOutcome
 from .worker.execute import TaskContext, current_task
+from .workflows.context import WorkflowContext, WorkflowMeta
+from .workflows.enums import OnError, WorkflowStatus, WorkflowTaskStatus
+from .workflows.handle import HandleErrorCode, HandleOperationError, WorkflowHandle, WorkflowTaskInfo
+from .workflows.spec import (
+    SuccessCase,
+    SuccessPolicy,
+    TaskNode,
+    WorkflowDefinition,
+    WorkflowSpec,
+    WorkflowStartError,
+    WorkflowStartErrorCode,
+)
 
 __all__ = [
     "TASK_TERMINAL_STATES",
     "BuiltInTaskCode",
     "ContractCode",
     "Err",
+    "HandleErrorCode",
+    "HandleOperationError",
     "Horsies",
     "Ok",
+    "OnError",
     "OperationalErrorCode",
     "OutcomeCode",
     "Result",
     "RetrievalCode",
     "RetryPolicy",
+    "SuccessCase",
+    "SuccessPolicy",
     "TaskAttemptInfo",
     "TaskAttemptOutcome",
     "TaskContext",
@@ -54,12 +72,24 @@ __all__ = [
     "TaskFunction",
     "TaskHandle",
     "TaskInfo",
+    "TaskNode",
     "TaskResult",
     "TaskSendError",
     "TaskSendErrorCode",
     "TaskSendPayload",
     "TaskSendResult",
     "TaskStatus",
+    "WorkflowCode",
+    "WorkflowContext",
+    "WorkflowDefinition",
+    "WorkflowHandle",
+    "WorkflowMeta",
+    "WorkflowSpec",
+    "WorkflowStartError",
+    "WorkflowStartErrorCode",
+    "WorkflowStatus",
+    "WorkflowTaskInfo",
+    "WorkflowTaskStatus",
     "app",
     "current_task",
     "is_err",

@@ -40,6 +40,9 @@ from .types.status import TaskAttemptOutcome
 if TYPE_CHECKING:
     from .broker import Broker, NewTask
     from .models import TaskStatus
+    from .workflows.enums import OnError
+    from .workflows.handle import WorkflowHandle
+    from .workflows.spec import SuccessPolicy, TaskNode, WorkflowSpec
 
 logger = logging.getLogger("horsies_django")
 
@@ -704,6 +707,33 @@ class TaskFunction(Generic[P, T]):
         bound._prepared = None
         return bound
 
+    def node(
+        self,
+        *,
+        waits_for: Sequence[TaskNode[Any]] | None = None,
+        args_from: Mapping[str, TaskNode[Any]] | None = None,
+        workflow_ctx_from: Sequence[TaskNode[Any]] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        allow_failed_deps: bool = False,
+        join: str = "all",
+        min_success: int | None = None,
+        good_until: datetime | None = None,
+        node_id: str | None = None,
+    ) -> Callable[..., TaskNode[T]]:
+        """A workflow node of this task: `task.node(waits_for=[a], args_from={"x": a})(y=1)`.
+        The keyword arguments are its static arguments, checked against the signature at start."""
+        from .workflows.spec import TaskNode
+
+        def make(**kwargs: Any) -> TaskNode[T]:
+            return TaskNode(
+                self, kwargs=kwargs, waits_for=waits_for, args_from=args_from, workflow_ctx_from=workflow_ctx_from,
+                queue=queue, priority=priority, allow_failed_deps=allow_failed_deps, join=join,
+                min_success=min_success, good_until=good_until, node_id=node_id,
+            )  # fmt: skip
+
+        return make
+
     def code_for_exception(self, exc: BaseException) -> BuiltInTaskCode | str:
         """The error code for an exception the task raised: the nearest class in the task's
         `exception_mapper`, then in `HORSIES['EXCEPTION_MAPPER']`, then the task's
@@ -1164,6 +1194,30 @@ class Horsies:
         `TypeError` at once if `task_id` is not a `str` or `UUID`; an id that names no task is False."""
         _check_task_id(task_id)
         return cancel_tasks([str(task_id)]) == [str(task_id)]
+
+    def workflow(
+        self,
+        name: str,
+        tasks: Sequence[TaskNode[Any]],
+        on_error: OnError | str = "fail",
+        output: TaskNode[T] | None = None,
+        success_policy: SuccessPolicy | None = None,
+        definition_key: str | None = None,
+    ) -> WorkflowSpec[T]:
+        """A workflow of `tasks` (TaskNodes) to `start()`; see docs/workflows.md. Nothing is checked
+        until `start()`, which answers a bad workflow with `Err(VALIDATION_FAILED)`."""
+        from .workflows.spec import WorkflowSpec
+
+        return WorkflowSpec(
+            self, name, tasks, on_error=on_error, output=output, success_policy=success_policy,
+            definition_key=definition_key,
+        )  # fmt: skip
+
+    def get_workflow_handle(self, workflow_id: str | uuid.UUID) -> WorkflowHandle[Any]:
+        """A handle for a workflow started elsewhere; no database access until it is used."""
+        from .workflows.handle import WorkflowHandle
+
+        return WorkflowHandle(str(workflow_id), app=self)
 
     def get_handle(self, task_id: str | uuid.UUID) -> TaskHandle[Any]:
         """A handle for a task sent elsewhere (another request, another process). Raises

@@ -203,3 +203,5 @@ class ErrorGroupEntry(Task):
         proxy = True
         verbose_name = "error"
         verbose_name_plural = "errors"
+# The workflow tables live with the workflow code; importing them here registers them with the app.
+from .workflows.models import Workflow, WorkflowNode  # noqa: E402, F401

@@ -1,4 +1,5 @@
-"""The operator's admin: the task list and detail, actions, the dashboard and the workers page.
+"""The operator's admin: the task list and detail, actions, the dashboard, the workers
+and workflows pages.
 
 Found by Django's admin autodiscovery; importing the modules registers their `ModelAdmin`s.
 """
@@ -8,5 +9,9 @@ from .links import DashboardLink, ErrorsLink
 from .schedules import ScheduleAdmin
 from .tasks import TaskAdmin
 from .workers import WorkerProcessAdmin
+from .workflows import WorkflowAdmin
 
-__all__ = ["DashboardLink", "ErrorsLink", "ScheduleAdmin", "TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin"]
+__all__ = [
+    "DashboardLink", "ErrorsLink", "ScheduleAdmin", "TaskAdmin", "TaskAttemptInline", "WorkerProcessAdmin",
+    "WorkflowAdmin",
+]  # fmt: skip

@@ -29,6 +29,7 @@ from .changelist import (
 )
 from .dashboard import dashboard_view
 from .errors import errors_view
+from .workflows import workflow_link
 
 if TYPE_CHECKING:
     TaskAdminBase = admin.ModelAdmin[Task]
@@ -57,7 +58,10 @@ class TaskAdmin(Operated, TaskAdminBase):
     actions = ["retry_tasks", "cancel_tasks", "run_now"]
     inlines = [TaskAttemptInline]
     fieldsets = [
-        (None, {"fields": ["id", "name", "queue_name", "priority", "status_badge", "attempts", "worker_id"]}),
+        (
+            None,
+            {"fields": ["id", "name", "queue_name", "priority", "status_badge", "attempts", "worker_id", "workflow"]},
+        ),
         ("Arguments", {"fields": ["pretty_arguments"]}),
         ("Outcome", {"fields": ["pretty_result", "error_code", "error_message", "traceback"]}),
         ("Timeline", {"fields": ["queue_wait", "run_time", "timeline"]}),
@@ -74,6 +78,7 @@ class TaskAdmin(Operated, TaskAdminBase):
         *[f.name for f in Task._meta.fields],
         *["status_badge", "error", "attempts", "pretty_arguments", "pretty_result", "traceback", "timeline"],
         *["queue_wait", "run_time", "operator_history"],
+        "workflow",
     ]
 
     class Media:
@@ -177,6 +182,10 @@ class TaskAdmin(Operated, TaskAdminBase):
     @admin.display(description="traceback")
     def traceback(self, obj: Task) -> SafeString | str:
         return display.pre(obj.error_traceback)
+
+    @admin.display(description="workflow")
+    def workflow(self, obj: Task) -> SafeString | str:
+        return workflow_link(obj, self.admin_site.name)
 
     @admin.display(description="timeline")
     def timeline(self, obj: Task) -> SafeString:

@@ -7,7 +7,7 @@ import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -231,6 +231,7 @@ class Broker:
         self.alias = alias
         self.poll_only = poll_only
         self._listening_on: object = None
+        self._workflows_seen_until = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -537,6 +538,26 @@ class Broker:
         "v.error_message, v.error_traceback FROM v JOIN done ON done.id = v.id WHERE v.outcome IS NOT NULL"
     )
 
+    def _advance_workflows(self, task_ids: Collection[Any]) -> None:
+        """Move on the workflows of tasks that just ended (see `broker.workflows`); call it inside
+        the transaction that ended them."""
+        from .workflows import advance_workflows
+
+        advance_workflows(self, task_ids)
+
+    def _workflows_active(self) -> bool:
+        """Whether a workflow may be running or paused (see `broker.workflows`). A yes is trusted
+        for a second, since a wrong yes only costs the hook's read; a no is read afresh each time."""
+        from .workflows import WorkflowSql
+
+        now = time.monotonic()
+        if now < self._workflows_seen_until:
+            return True
+        active = WorkflowSql(self).any_active()
+        if active:
+            self._workflows_seen_until = now + 1.0
+        return active
+
     def renew_leases(self, *, worker_id: str, held: Sequence[tuple[str, int]], lease_until: datetime) -> set[str]:
         """Extend the lease of every task this worker still holds, in one statement; return the
         ids renewed. A held task missing from them was cancelled or taken over: stop running it."""
@@ -564,6 +585,7 @@ class Broker:
             )
             expired = [row[0] for row in cursor.fetchall()]
             self.notify_done(cursor, expired)
+            self._advance_workflows(expired)
             return len(expired)
 
     def recover_lost(
@@ -616,6 +638,7 @@ class Broker:
                     ],
                 )
             self.notify_done(cursor, failed)
+            self._advance_workflows(failed)
         return LostTasks(requeued=requeued, failed=failed)
 
     def cancel(
@@ -678,10 +701,12 @@ class Broker:
                 changed = [str(uuid.UUID(str(task_id))) for task_id in found]
                 if announce:
                     self.notify_done(cursor, changed)
+                    self._advance_workflows(changed)
         return changed
 
     def prune(self, *, completed_before: datetime, failed_before: datetime, limit: int) -> int:
-        """Delete up to `limit` ended tasks (and their attempts) that finished before the cutoffs:
+        """Delete up to `limit` ended tasks (and their attempts), and as many ended workflows (and
+        their nodes), that finished before the cutoffs:
         COMPLETED ones before `completed_before`, the other ended ones before `failed_before`.
         Small batches keep each transaction, and the locks it holds, short."""
         with self.write_transaction() as cursor:
@@ -695,7 +720,12 @@ class Broker:
                 placeholders = ", ".join(["%s"] * len(ids))
                 cursor.execute(f"DELETE FROM {ATTEMPT_TABLE} WHERE task_id IN ({placeholders})", ids)
                 cursor.execute(f"DELETE FROM {TASK_TABLE} WHERE id IN ({placeholders})", ids)
-        return len(ids)
+            from .workflows import WorkflowSql
+
+            workflows = WorkflowSql(self).prune(
+                cursor, completed_before=completed_before, failed_before=failed_before, limit=limit
+            )
+        return len(ids) + workflows
 
     def register_worker(
         self,

@@ -262,6 +262,16 @@ class PostgresBroker(Broker):
             )
             SELECT id, (SELECT count(*) FROM notified) FROM done
         """
-        with self.fast_cursor() as cursor:
+        if not self._workflows_active():
+            # No workflow is running or paused, so no task here is one's node (a node's task is
+            # claimed only after its workflow's start committed): one autocommit statement.
+            with self.fast_cursor() as cursor:
+                cursor.execute(sql, columns)
+                return {str(row[0]) for row in cursor.fetchall()}
+        # A transaction, so that the workflow hook's writes commit with the finish or not at all.
+        with transaction.atomic(using=self.alias), self.fast_cursor() as cursor:
             cursor.execute(sql, columns)
-            return {str(row[0]) for row in cursor.fetchall()}
+            done = {str(row[0]) for row in cursor.fetchall()}
+            # Workflow hook: nodes whose tasks ended move their workflows on in this transaction.
+            self._advance_workflows(done)
+        return done

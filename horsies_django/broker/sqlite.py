@@ -84,8 +84,9 @@ class SqliteBroker(Broker):
     @contextmanager
     def write_transaction(self) -> Iterator[CursorWrapper]:
         connection = self.connection
-        if connection.in_atomic_block:
-            # The caller's transaction: commit or roll back with it.
+        if connection.in_atomic_block or (connection.connection is not None and connection.connection.in_transaction):
+            # The caller's transaction (Django's, or one of ours this statement runs inside): commit
+            # or roll back with it.
             with connection.cursor() as cursor:
                 yield cursor
             return
@@ -119,6 +120,8 @@ class SqliteBroker(Broker):
                     f"INSERT INTO {ATTEMPT_TABLE} ({ATTEMPT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [[r[0], r[11], r[12], r[13], r[14], r[15], r[4], r[5], r[6]] for r in history],
                 )
+            # Workflow hook: nodes whose tasks ended move their workflows on in this transaction.
+            self._advance_workflows(done)
         return {str(uuid.UUID(task_id)) for task_id in done}
 
     def claim(

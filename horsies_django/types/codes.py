@@ -50,6 +50,17 @@ class ContractCode(_Code):
     NO_TYPE_AVAILABLE = "NO_TYPE_AVAILABLE"
 
 
+class WorkflowCode(_Code):
+    """Why a workflow, or one of its nodes, has no result of its own."""
+
+    WORKFLOW_PAUSED = "WORKFLOW_PAUSED"
+    WORKFLOW_FAILED = "WORKFLOW_FAILED"
+    WORKFLOW_CANCELLED = "WORKFLOW_CANCELLED"
+    UPSTREAM_SKIPPED = "UPSTREAM_SKIPPED"
+    WORKFLOW_SUCCESS_CASE_NOT_MET = "WORKFLOW_SUCCESS_CASE_NOT_MET"
+    WORKFLOW_NOT_FOUND = "WORKFLOW_NOT_FOUND"
+
+
 class TaskSendErrorCode(_Code):
     """Why `send()` / `schedule()` wrote nothing."""
 
@@ -61,11 +72,11 @@ class TaskSendErrorCode(_Code):
     PAYLOAD_MISMATCH = "PAYLOAD_MISMATCH"  # retry_send() got a payload that was altered
 
 
-BuiltInTaskCode = OperationalErrorCode | RetrievalCode | OutcomeCode | ContractCode
+BuiltInTaskCode = OperationalErrorCode | RetrievalCode | OutcomeCode | ContractCode | WorkflowCode
 
 BUILTIN_CODES: dict[str, BuiltInTaskCode] = {
     member.value: member
-    for family in (OperationalErrorCode, RetrievalCode, OutcomeCode, ContractCode)
+    for family in (OperationalErrorCode, RetrievalCode, OutcomeCode, ContractCode, WorkflowCode)
     for member in family
 }
 

@@ -7,9 +7,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, NoReturn, TypeAlias, TypeGuard, TypeVar, final
+from typing import Any, Generic, NoReturn, TypeAlias, TypeGuard, TypeVar, final, get_args
 
-from pydantic import BaseModel, ConfigDict, field_serializer, field_validator
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler, TypeAdapter, field_serializer, field_validator
+from pydantic_core import CoreSchema, core_schema
 
 from .codes import BUILTIN_CODES, BuiltInTaskCode, TaskSendErrorCode
 
@@ -209,6 +210,34 @@ class TaskResult(Generic[T, E]):
         if self.is_ok():
             return f"TaskResult(ok={self._ok!r})"
         return f"TaskResult(err={self._err!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """A parameter annotated `TaskResult[T, TaskError]` (a workflow's `args_from`) is stored as
+        the envelope the upstream task's result is stored as, and decoded back with T's adapter."""
+        from .codec import CodecError, decode_result, encode_result
+
+        args = get_args(source)
+        ok_adapter: TypeAdapter[Any] = TypeAdapter(args[0] if args else Any)
+
+        def validate(value: Any) -> TaskResult[Any, TaskError]:
+            if isinstance(value, TaskResult):
+                if value.is_err():
+                    return value
+                return TaskResult(ok=ok_adapter.validate_python(value.unwrap()))
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a TaskResult or its stored form, got {type(value).__name__}")
+            try:
+                return decode_result(value, ok_adapter)
+            except CodecError as exc:
+                raise ValueError(str(exc)) from None
+
+        def serialize(value: TaskResult[Any, TaskError]) -> dict[str, Any]:
+            return encode_result(value, ok_adapter)
+
+        return core_schema.no_info_plain_validator_function(
+            validate, serialization=core_schema.plain_serializer_function_ser_schema(serialize)
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -216,8 +216,13 @@ class Worker:
                     continue
                 if self._running:
                     continue
-                if self.stopping or (self.burst and claimed == 0):
+                if self.stopping:
                     break
+                if self.burst and claimed == 0:
+                    # Look once more: the finishes just saved may have sent tasks (a workflow's next nodes).
+                    if not self._claim_and_start(pool):
+                        break
+                    continue
                 if claimed:
                     continue  # found work: look for more at once
                 self._idle(next_maintenance)

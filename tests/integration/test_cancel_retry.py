@@ -73,7 +73,7 @@ def test_pruning_deletes_only_ended_tasks_past_their_retention(settings: Any) ->
     Task.objects.filter(pk__in=[old_failed.task_id]).update(finished_at=now - timedelta(days=11))
     out = io.StringIO()
     call_command("horsies_prune", stdout=out)
-    assert out.getvalue().strip() == "deleted 2 ended task(s)"
+    assert out.getvalue().strip() == "deleted 2 ended task(s) and workflow(s)"
     remaining = {str(i) for i in Task.objects.values_list("id", flat=True)}
     assert remaining == {new_done.task_id, recent_failed.task_id, pending.task_id}
     assert not TaskAttempt.objects.filter(task_id__in=[old_done.task_id, old_failed.task_id]).exists()

@@ -189,3 +189,4 @@ def import_time() -> TaskResult[None, TaskError]:
 
 
 SENT_AT_IMPORT = import_time.send()
+from . import workflow_tasks  # noqa: E402, F401  (registers the workflow tests' tasks)

@@ -21,4 +21,4 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         deleted = prune_finished(get_broker(), now=timezone.now())
         if options["verbosity"] >= 1:
-            self.stdout.write(f"deleted {deleted} ended task(s)")
+            self.stdout.write(f"deleted {deleted} ended task(s) and workflow(s)")
