@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,18 @@ def start_worker(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_until_registered(workers: list[subprocess.Popen[str]], timeout_s: float = 60) -> None:
+    """Wait until each worker process has its row: its signal handlers are in place by then, so a
+    SIGTERM asks it to stop instead of killing a process that is still starting up."""
+    from horsies_django.models import WorkerProcess
+
+    deadline = time.monotonic() + timeout_s
+    pids = {worker.pid for worker in workers}
+    while set(WorkerProcess.objects.filter(pid__in=pids).values_list("pid", flat=True)) != pids:
+        assert time.monotonic() < deadline, "a worker did not register in time"
+        time.sleep(0.05)
 
 
 class ThreadWorker:

@@ -19,7 +19,7 @@ from horsies_django.models import Task, TaskAttempt
 from horsies_django.worker import Worker
 from tests.taskapp.tasks import add, bulk_sleep, limited, sleep
 
-from ..conftest import ROOT, ThreadWorker, start_worker, worker_env
+from ..conftest import ROOT, ThreadWorker, start_worker, wait_until_registered, worker_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -99,6 +99,7 @@ def test_a_queue_cap_of_2_holds_across_4_worker_processes(monkeypatch: pytest.Mo
     finally:
         stop.set()
         sampler.join()
+        wait_until_registered(workers)
         for worker in workers:
             worker.send_signal(signal.SIGTERM)
         for worker in workers:
