@@ -130,6 +130,7 @@ class Broker:
         self.alias = alias
         self.poll_only = poll_only
         self._listening_on: object = None
+        self._schedule_changed = False
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
@@ -171,6 +172,15 @@ class Broker:
 
     def announce_new_work(self, cursor: Any, queue_names: set[str]) -> None:
         """Wake idle workers once this transaction commits, where the database can."""
+
+    def announce_schedule_change(self) -> None:
+        """Wake workers sleeping until a schedule's next slot (once this transaction commits), where
+        the database can; elsewhere they read the schedules again within a heartbeat."""
+
+    def take_schedule_change(self) -> bool:
+        """Whether `wait_for_new_work` heard of a schedule change since the last call."""
+        changed, self._schedule_changed = self._schedule_changed, False
+        return changed
 
     def lock_capped_claims(self, cursor: Any) -> None:
         """Serialise claims that must respect cluster-wide caps (SQLite's write lock already does)."""

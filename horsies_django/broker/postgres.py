@@ -17,6 +17,7 @@ from .base import FINISH_COLUMNS, TASK_COLUMNS, TASK_TABLE, Broker, ClaimedTask,
 
 NEW_TASK_CHANNEL = "horsies_new_task"
 TASK_DONE_CHANNEL = "horsies_task_done"
+SCHEDULE_CHANNEL = "horsies_schedule"
 # NOTIFY payloads are limited to 8,000 bytes; 36-character ids joined by commas fit 200 at a time.
 IDS_PER_NOTIFY = 200
 LISTEN_SLICE_S = 0.25
@@ -87,7 +88,8 @@ class PostgresBroker(Broker):
             cursor.execute(sql, params)
 
     def wait_for_new_work(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Block until a NOTIFY says tasks were sent, `stop` is set, or `timeout` seconds pass."""
+        """Block until a NOTIFY says tasks were sent or a schedule changed, `stop` is set, or
+        `timeout` seconds pass."""
         if self.poll_only:
             super().wait_for_new_work(timeout, stop)
             return
@@ -97,12 +99,15 @@ class PostgresBroker(Broker):
         if self._listening_on is not raw:  # a new connection after an error: listen again
             with self.fast_cursor() as cursor:
                 cursor.execute(f"LISTEN {NEW_TASK_CHANNEL}")
+                cursor.execute(f"LISTEN {SCHEDULE_CHANNEL}")
             self._listening_on = raw
         deadline = time.monotonic() + timeout
         with connection.wrap_database_errors:
             # Listen in short slices: a signal does not cut a wait on the socket short, a slice does.
             while (remaining := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
-                for _ in raw.notifies(timeout=min(remaining, LISTEN_SLICE_S), stop_after=1):
+                for notification in raw.notifies(timeout=min(remaining, LISTEN_SLICE_S), stop_after=1):
+                    if notification.channel == SCHEDULE_CHANNEL:
+                        self._schedule_changed = True
                     return
 
     @contextmanager
@@ -137,6 +142,11 @@ class PostgresBroker(Broker):
     def announce_new_work(self, cursor: Any, queue_names: set[str]) -> None:
         if not self.poll_only:
             cursor.execute("SELECT pg_notify(%s, %s)", [NEW_TASK_CHANNEL, ",".join(sorted(queue_names))])
+
+    def announce_schedule_change(self) -> None:
+        if not self.poll_only:
+            with self.fast_cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULE_CHANNEL])
 
     def lock_capped_claims(self, cursor: Any) -> None:
         # Held to the end of the claim's transaction: capped claims take turns across all hosts.
