@@ -167,3 +167,19 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RateLimitStart(models.Model):
+    """One start of a rate-limited task. A task's `rate_limit` counts these rows within its period,
+    so every attempt counts, retries and re-runs included; rows older than the period are deleted
+    by the claims that count them."""
+
+    task_name = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "horsies_rate_start"
+        indexes = [models.Index(fields=["task_name", "started_at"], name="horsies_rate_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} at {self.started_at}"

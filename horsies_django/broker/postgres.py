@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -21,9 +22,15 @@ SCHEDULE_CHANNEL = "horsies_schedule"
 # NOTIFY payloads are limited to 8,000 bytes; 36-character ids joined by commas fit 200 at a time.
 IDS_PER_NOTIFY = 200
 LISTEN_SLICE_S = 0.25
-CAPPED_CLAIM_LOCK = 0x686F7273_6361  # "hors" "ca": an arbitrary, fixed advisory lock key
+# The first half of the claim locks' two-part advisory keys ("hors"); the second half hashes a name.
+CLAIM_LOCK_SPACE = 0x686F7273
 
 logger = logging.getLogger("horsies_django")
+
+
+def claim_lock_key(name: str) -> int:
+    """A stable 32-bit signed key for a claim lock's name (Python's hash() differs per process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), signed=True)
 
 
 class PostgresBroker(Broker):
@@ -148,9 +155,13 @@ class PostgresBroker(Broker):
             with self.fast_cursor() as cursor:
                 cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULE_CHANNEL])
 
-    def lock_capped_claims(self, cursor: Any) -> None:
-        # Held to the end of the claim's transaction: capped claims take turns across all hosts.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CAPPED_CLAIM_LOCK])
+    def lock_capped_claims(self, cursor: Any, names: Sequence[str]) -> None:
+        # Held to the end of the claim's transaction, on every host. Every claimer takes its locks
+        # in the order of their keys, so two claimers never wait for each other in a circle.
+        keys = sorted({claim_lock_key(name) for name in names})
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k", [CLAIM_LOCK_SPACE, keys]
+        )
 
     def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
         if self.poll_only or not task_ids:
