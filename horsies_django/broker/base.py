@@ -130,15 +130,27 @@ class Broker:
     # Appended to reads of rows about to be updated; PostgreSQL skips rows another worker holds.
     lock_rows = ""
 
-    def __init__(self, alias: str, *, poll_only: bool = False) -> None:
+    def __init__(self, alias: str, *, poll_only: bool = False, listen_alias: str | None = None) -> None:
         self.alias = alias
         self.poll_only = poll_only
+        # LISTEN needs a session of its own; behind a transaction pooler, a direct connection.
+        self.listen_alias = listen_alias or alias
         self._listening_on: object = None
         self._schedule_changed = False
 
     @property
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.alias]
+
+    @property
+    def listen_connection(self) -> BaseDatabaseWrapper:
+        return connections[self.listen_alias]
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the queue's connection may be behind a transaction pooler (POLL_ONLY, or LISTEN
+        kept on another connection): then nothing may rely on, or leave behind, session state."""
+        return self.poll_only or self.listen_alias != self.alias
 
     # -- vendor hooks ---------------------------------------------------------------------
 
