@@ -447,11 +447,15 @@ class WorkerProcess:
     def __init__(self, command: list[str]) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="horsies-bench-worker-", suffix=".log", delete=False)
         # A library's own program (Celery's) comes as a whole command line; the rest are manage.py commands.
-        argv = command if command[0] == sys.executable else [sys.executable, str(ROOT / "manage.py"), *command]
+        own_program = command[0] == sys.executable
+        argv = command if own_program else [sys.executable, str(ROOT / "manage.py"), *command]
+        env = os.environ.copy()
+        if own_program:  # not a Django process: Celery would otherwise set Django up from it
+            env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=os.environ.copy(),
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
