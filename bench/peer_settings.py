@@ -1,6 +1,6 @@
 """Settings for the peer queues measured by bench/run.py: the demo project with ONE peer installed.
 
-`HORSIES_BENCH_PEER` picks it: "django-tasks-db" or "procrastinate". horsies_django itself is left
+`HORSIES_BENCH_PEER` picks it: "django-tasks-db", "procrastinate" or "celery". horsies_django itself is left
 out so that each library runs against a database holding only its own tables. Only bench/run.py
 (and the worker processes it starts) import this module; the test suite never does.
 """
@@ -22,5 +22,7 @@ elif PEER == "procrastinate":
     INSTALLED_APPS += ["procrastinate.contrib.django"]
     PROCRASTINATE_IMPORT_PATHS = ["bench.peers.procrastinate_tasks"]
     PROCRASTINATE_AUTODISCOVER_MODULE_NAME = ""
+elif PEER == "celery":
+    pass  # Celery keeps its queue in Redis; Django only runs the benchmark's child process
 else:
-    raise ValueError(f"HORSIES_BENCH_PEER must be 'django-tasks-db' or 'procrastinate', got {PEER!r}")
+    raise ValueError(f"HORSIES_BENCH_PEER must be 'django-tasks-db', 'procrastinate' or 'celery', got {PEER!r}")

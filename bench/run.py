@@ -43,14 +43,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The measures and peers in other bench/ modules import this one; run as a script, it is the same.
+sys.modules.setdefault("bench.run", sys.modules[__name__])
 
 from bench.common import scratch_database, setup_django  # noqa: E402
 from bench.peers.record import LATENCY_FILE_ENV  # noqa: E402
 
-HORSIES, DTDB, PROCRASTINATE = "horsies", "django-tasks-db", "procrastinate"
-LIBRARIES = (HORSIES, DTDB, PROCRASTINATE)
-PACKAGES = {HORSIES: "horsies-django", DTDB: "django-tasks-db", PROCRASTINATE: "procrastinate"}
+HORSIES, DTDB, PROCRASTINATE, CELERY = "horsies", "django-tasks-db", "procrastinate", "celery"
+LIBRARIES = (HORSIES, DTDB, PROCRASTINATE, CELERY)
+PACKAGES = {HORSIES: "horsies-django", DTDB: "django-tasks-db", PROCRASTINATE: "procrastinate", CELERY: "celery"}
 RESULT_MARK = "BENCH-RESULT "
+DEFAULT_DB_PREFIX = "horsies_bench_" + "".join(c if c.isalnum() else "_" for c in ROOT.name.lower())[:30]
 SERVER_GONE = (
     "terminating connection due to administrator command",
     "the database system is shutting down",
@@ -82,6 +85,8 @@ class Library:
     # measure waits a random 0..this between samples so that samples land at random poll phases.
     idle_poll_s = 0.05
     has_blocking_get = False
+    # Workers started in burst mode exit once the queue is empty; otherwise done_count() says when.
+    burst_exits = True
 
     def reset(self) -> None:
         raise NotImplementedError
@@ -104,6 +109,17 @@ class Library:
     def drained(self, since: dt.datetime) -> tuple[int, dt.datetime | None, dt.datetime | None]:
         """(tasks finished, first claim, last finish) of tasks sent after `since`."""
         raise NotImplementedError
+
+    def done_count(self) -> int:
+        raise NotImplementedError
+
+    def finish_times(self, since: dt.datetime) -> list[dt.datetime] | None:
+        """When each task sent after `since` finished, oldest first (None: not available)."""
+        return None
+
+    def first_start(self, since: dt.datetime) -> dt.datetime | None:
+        """When the first task sent after `since` started (its claim)."""
+        return None
 
     def send_latency(self, sample: int) -> Any:
         raise NotImplementedError
@@ -170,6 +186,22 @@ class Horsies(Library):
             done=Count("id"), first=Min("claimed_at"), last=Max("finished_at")
         )
         return row["done"], row["first"], row["last"]
+
+    def finish_times(self, since: dt.datetime) -> list[dt.datetime] | None:
+        from horsies_django.models import Task
+
+        done = Task.objects.filter(enqueued_at__gte=since, status__in=["COMPLETED", "FAILED"])
+        return sorted(done.values_list("finished_at", flat=True))
+
+    def first_start(self, since: dt.datetime) -> dt.datetime | None:
+        from django.db.models import Min
+
+        from horsies_django.models import Task
+
+        first: dt.datetime | None = Task.objects.filter(enqueued_at__gte=since).aggregate(first=Min("started_at"))[
+            "first"
+        ]
+        return first
 
     def send_latency(self, sample: int) -> Any:
         return self.tasks.latency.send(sample).unwrap()
@@ -320,6 +352,14 @@ class DjangoTasksDb(Library):
         )
         return row["done"], row["first"], row["last"]
 
+    def finish_times(self, since: dt.datetime) -> list[dt.datetime] | None:
+        return sorted(
+            self.model.objects.finished().filter(enqueued_at__gte=since).values_list("finished_at", flat=True)
+        )
+
+    def first_start(self, since: dt.datetime) -> dt.datetime | None:
+        return self.drained(since)[1]
+
     def send_latency(self, sample: int) -> Any:
         return self.tasks.latency.enqueue(sample)
 
@@ -367,14 +407,34 @@ class Procrastinate(Library):
             done, first, last = cursor.fetchone()
         return done, first, last
 
+    def finish_times(self, since: dt.datetime) -> list[dt.datetime] | None:
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT at FROM procrastinate_events WHERE type IN ('succeeded', 'failed') AND at >= %s ORDER BY at",
+                [since],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    def first_start(self, since: dt.datetime) -> dt.datetime | None:
+        return self.drained(since)[1]
+
     def send_latency(self, sample: int) -> Any:
         return self.tasks.latency.defer(sample=sample)
+
+
+def _celery() -> Library:
+    from bench.celery_peer import Celery
+
+    return Celery()
 
 
 LIBRARY_CLASSES: dict[str, Callable[[], Library]] = {
     HORSIES: Horsies,
     DTDB: DjangoTasksDb,
     PROCRASTINATE: Procrastinate,
+    CELERY: _celery,
 }
 
 
@@ -386,10 +446,16 @@ class WorkerProcess:
 
     def __init__(self, command: list[str]) -> None:
         self.log = tempfile.NamedTemporaryFile(prefix="horsies-bench-worker-", suffix=".log", delete=False)
+        # A library's own program (Celery's) comes as a whole command line; the rest are manage.py commands.
+        own_program = command[0] == sys.executable
+        argv = command if own_program else [sys.executable, str(ROOT / "manage.py"), *command]
+        env = os.environ.copy()
+        if own_program:  # not a Django process: Celery would otherwise set Django up from it
+            env.pop("DJANGO_SETTINGS_MODULE", None)
         self.process = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), *command],
+            argv,
             cwd=ROOT,
-            env=os.environ.copy(),
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
@@ -447,9 +513,12 @@ def _drain(
         library.analyze()
     capped = False
     failed_worker = ""
+    launched = _now()
     with workers(library, workers_, pool=pool, concurrency=concurrency, burst=True) as procs:
         deadline = time.monotonic() + cap_s
         while any(p.process.poll() is None for p in procs):
+            if not library.burst_exits and library.done_count() >= tasks:
+                break
             if time.monotonic() > deadline:
                 capped = True
                 break
@@ -458,7 +527,8 @@ def _drain(
             p.stop()
         summaries = [line for p in procs for line in p.output().splitlines() if "tasks/s" in line]
         for p in procs:
-            if p.process.returncode not in (0, -signal.SIGTERM) and not capped:
+            ok = (0, -signal.SIGTERM) if library.burst_exits else (0, -signal.SIGTERM, 1)
+            if p.process.returncode not in ok and not capped:
                 failed_worker = p.output()[-3000:]
     done, first, last = library.drained(since)
     if failed_worker:
@@ -466,7 +536,7 @@ def _drain(
     if not done or first is None or last is None:
         raise RuntimeError("no task was processed")
     window = (last - first).total_seconds()
-    return {
+    result: dict[str, Any] = {
         "rate": done / window if window > 0 else None,
         "done": done,
         "sent": tasks,
@@ -475,6 +545,28 @@ def _drain(
         "capped": capped,
         "worker_summaries": summaries,
     }
+    result.update(drain_profile(library, since, launched, done, last))
+    return result
+
+
+def drain_profile(
+    library: Library, since: dt.datetime, launched: dt.datetime, done: int, last: dt.datetime
+) -> dict[str, Any]:
+    """The same run seen three ways: the steady state (the rate between the 10th and the 90th
+    percentile of finish times, with start-up and the tail left out), the wall time from starting
+    the worker processes to the last finish, start-up included, and the start-up alone (launch ->
+    first task started)."""
+    profile: dict[str, Any] = {"wall_s": (last - launched).total_seconds()}
+    profile["wall_rate"] = done / profile["wall_s"] if profile["wall_s"] > 0 else None
+    first = library.first_start(since)
+    if first is not None:
+        profile["startup_ms"] = (first - launched).total_seconds() * 1000
+    times = library.finish_times(since)
+    if times and len(times) >= 20:
+        low, high = len(times) // 10, len(times) * 9 // 10
+        span = (times[high] - times[low]).total_seconds()
+        profile["steady_rate"] = (high - low) / span if span > 0 else None
+    return profile
 
 
 def measure_processing(library: Library, **options: Any) -> dict[str, Any]:
@@ -619,6 +711,15 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def _measure(name: str) -> Callable[..., dict[str, Any]]:
+    """A measure by name: the side-by-side ones here, issue #12's horsies-only ones in bench/speed.py."""
+    if name not in MEASURES:
+        from bench import speed
+
+        MEASURES.update(speed.MEASURES)
+    return MEASURES[name]
+
+
 def child_main(library_name: str, measure: str, url: str, params: dict[str, Any]) -> None:
     if library_name == HORSIES:
         settings_module = "bench.settings"
@@ -627,7 +728,7 @@ def child_main(library_name: str, measure: str, url: str, params: dict[str, Any]
         settings_module = "bench.peer_settings"
     setup_django(url, settings_module)
     library = LIBRARY_CLASSES[library_name]()
-    result = MEASURES[measure](library, **params)
+    result = _measure(measure)(library, **params)
     print(RESULT_MARK + json.dumps(result), flush=True)
 
 
@@ -645,6 +746,10 @@ def unavailable(library: str, db: str) -> str | None:
 
         if not find_spec("django_tasks_db") or (django.VERSION < (6, 0) and not find_spec("django_tasks")):
             return "not installed"
+    if library == CELERY:
+        from bench import celery_peer
+
+        return celery_peer.unavailable()
     return None
 
 
@@ -698,12 +803,28 @@ def describe(measure: str, variant: str, result: dict[str, Any]) -> str:
                 r = result[key]
                 parts.append(f"{key} p50 {r['p50']:.1f} ms p99 {r['p99']:.1f} ms (n={r['n']})")
         return "; ".join(parts)
+    if measure == "punctuality":
+        late = result["late"]
+        return (
+            f"late p50 {late['p50']:.0f} ms p99 {late['p99']:.0f} ms max {late['max']:.0f} ms; "
+            f"{result['slots']} slots, {result['duplicates']} sent twice, {result['missed']} missed"
+        )
+    if measure == "claims":
+        return "; ".join(
+            f"{label}: claim p50 {result[label]['claims']['p50']:.2f} ms p99 {result[label]['claims']['p99']:.2f} ms"
+            for label in ("empty", "history")
+        )
     text = f"{result['rate']:,.0f} tasks/s" if result.get("rate") else "?"
+    if measure == "scale":
+        text += f", at most {result['peak_connections']} connections ({result['per_worker']:.1f} per worker)"
     if len(result.get("runs", [])) > 1:
         text += f" (median of {', '.join(f'{rate:,.0f}' for rate in result['runs'])})"
-    if measure in ("processing", "history"):
+    if measure in ("processing", "history", "scale", "caps"):
         text += f" ({result['done']:,} tasks in {result['window_s']:.1f}s"
         text += ", stopped at the time cap)" if result["capped"] else ")"
+    if "steady_rate" in result or "wall_rate" in result:
+        steady, wall, startup = result.get("steady_rate"), result.get("wall_rate"), result.get("startup_ms")
+        text += f"; steady {steady or 0:,.0f}/s, wall {wall or 0:,.0f}/s, start-up {startup or 0:,.0f} ms"
     return text
 
 
@@ -755,8 +876,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--measures",
-        default="send,bulk,latency,processing",
-        help="comma-separated subset of send,bulk,latency,processing (default: %(default)s)",
+        default="send,bulk,latency,processing,punctuality,caps",
+        help="comma-separated subset of send,bulk,latency,processing,punctuality,caps,scale,claims; "
+        "claims needs --with-history (default: %(default)s)",
     )
     parser.add_argument(
         "--processing-tasks",
@@ -803,6 +925,32 @@ def main() -> int:
         metavar="ROWS",
         help="also measure horsies processing with ROWS finished tasks already in the table, e.g. 1000000",
     )
+    parser.add_argument(
+        "--celery-concurrency",
+        type=int,
+        default=2,
+        help="prefork children per Celery worker process (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--punctuality-seconds", type=float, default=20, help="how long the schedule runs (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--punctuality-workers", type=int, default=3, help="workers running the schedule (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--scale-workers", type=int, default=8, help="worker processes for scale (default: %(default)s)"
+    )
+    parser.add_argument("--scale-concurrency", type=int, default=8, help="their concurrency (default: %(default)s)")
+    parser.add_argument(
+        "--claims-batch", type=int, default=4, help="tasks per claim in the claims measure (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--db-prefix",
+        default=DEFAULT_DB_PREFIX,
+        help="scratch PostgreSQL databases are PREFIX_<library>, dropped and created again; one per "
+        "checkout by default, so that two checkouts benchmarking on one server don't share them "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw results here")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -817,6 +965,7 @@ def main() -> int:
     os.environ.setdefault("HORSIES_BENCH_HEARTBEAT_S", "10")
     os.environ.setdefault("HORSIES_BENCH_LEASE_S", "60")
     os.environ.setdefault("HORSIES_BENCH_MAX_CRASH_RERUNS", "3")
+    os.environ["HORSIES_BENCH_CELERY_CONCURRENCY"] = str(options.celery_concurrency)
 
     if options.child:
         child_main(options.child, options.measure, options.url, json.loads(options.params))
@@ -827,7 +976,7 @@ def main() -> int:
     pools = [name.strip() for name in options.pools.split(",") if name.strip()]
     reasons = {library: unavailable(library, options.db) for library in libraries}
     urls = {
-        library: scratch_database(options.db, f"horsies_bench_{library.replace('-', '_')}")
+        library: scratch_database(options.db, f"{options.db_prefix}_{library.replace('-', '_')}")
         for library in libraries
         if reasons[library] is None
     }
@@ -908,9 +1057,60 @@ def main() -> int:
                         concurrency=options.concurrency,
                         cap_s=options.processing_cap,
                     )
+        elif measure == "punctuality":
+            pool = "processes" if "processes" in pools else pools[0]
+            run(
+                "punctuality",
+                pool,
+                HORSIES,
+                options.punctuality_seconds + 300,
+                workers_=options.punctuality_workers,
+                pool=pool,
+                concurrency=options.concurrency,
+                seconds=options.punctuality_seconds,
+            )
+        elif measure == "caps":
+            for cap in (None, 1):
+                run(
+                    "caps",
+                    "no cap" if cap is None else f"cap {cap}",
+                    HORSIES,
+                    processing_timeout,
+                    tasks=options.processing_tasks,
+                    workers_=options.workers,
+                    pool=pools[0],
+                    concurrency=options.concurrency,
+                    cap_s=options.processing_cap,
+                    cap=cap,
+                )
+        elif measure == "scale":
+            for pool in pools:
+                run(
+                    "scale",
+                    pool,
+                    HORSIES,
+                    processing_timeout,
+                    tasks=options.processing_tasks,
+                    workers_=options.scale_workers,
+                    pool=pool,
+                    concurrency=options.scale_concurrency,
+                    cap_s=options.processing_cap,
+                )
+        elif measure == "claims":
+            if not options.with_history:
+                parser.error("--measures claims needs --with-history ROWS")
+            run(
+                "claims",
+                f"{options.with_history:,} rows",
+                HORSIES,
+                processing_timeout + 7200,
+                rows=options.with_history,
+                tasks=options.processing_tasks,
+                batch=options.claims_batch,
+            )
         else:
             parser.error(f"unknown measure {measure!r}")
-    if options.with_history and HORSIES in libraries:
+    if options.with_history and HORSIES in libraries and "processing" in measures:
         for pool in pools:
             for rows in (0, options.with_history):  # the baseline first, prepared the same way
                 run(
@@ -954,15 +1154,14 @@ def print_table(
     # Each row: label, horsies (measure, variant), peers' (measure, variant), value path, format.
     rows: list[tuple[str, tuple[str, str], tuple[str, str], tuple[str, ...], Callable[[float | None], str]]] = []
     for pool in pools:
-        rows.append(
-            (
-                f"processing, {workers_} workers, horsies {pool} pool (tasks/s)",
-                ("processing", pool),
-                ("processing", ""),
-                ("rate",),
-                fmt_rate,
-            )
-        )
+        for how, path, fmt in (
+            ("first claim -> last finish (tasks/s)", ("rate",), fmt_rate),
+            ("steady state (tasks/s)", ("steady_rate",), fmt_rate),
+            ("wall time incl. start-up (tasks/s)", ("wall_rate",), fmt_rate),
+            ("worker start -> first task (ms)", ("startup_ms",), fmt_ms),
+        ):
+            label = f"processing, {workers_} workers, horsies {pool} pool, {how}"
+            rows.append((label, ("processing", pool), ("processing", ""), path, fmt))
     rows.append(("send() one at a time, autocommit (tasks/s)", ("send", ""), ("send", ""), ("rate",), fmt_rate))
     rows.append((f"bulk send of {options.bulk_tasks:,} (tasks/s)", ("bulk", ""), ("bulk", ""), ("rate",), fmt_rate))
     for pool in pools:
@@ -1052,6 +1251,9 @@ def print_table(
         inserted = [full.get("history_insert_s") for _, _, full in history if full.get("history_insert_s")]
         if inserted:
             print(f"Inserting the history took {min(inserted):.0f}s per run.")
+    from bench import speed
+
+    speed.print_tables(results, libraries, pools, options)
 
 
 def _print_markdown(header: list[str], table: list[list[str]]) -> None:

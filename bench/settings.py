@@ -1,5 +1,6 @@
 """Settings for the benchmarks: the demo project plus the benchmark tasks."""
 
+import json
 import os
 
 from testproject.settings import *  # noqa: F403
@@ -14,3 +15,9 @@ HORSIES = {
         "poll_interval_s": 0.05,
     },
 }
+
+# bench/speed.py's measures: queues with caps, and schedules, for the worker processes they start.
+if os.environ.get("HORSIES_BENCH_QUEUES"):
+    HORSIES["QUEUES"] = json.loads(os.environ["HORSIES_BENCH_QUEUES"])
+if os.environ.get("HORSIES_BENCH_SCHEDULES"):
+    HORSIES["SCHEDULES"] = json.loads(os.environ["HORSIES_BENCH_SCHEDULES"])

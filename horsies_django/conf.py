@@ -61,6 +61,7 @@ class HorsiesSettings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     max_payload_bytes: int = 1_000_000
     poll_only: bool = False
+    listen_database: str | None = None  # a direct connection for LISTEN when DATABASE is pooled
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
     default_unhandled_error_code: str | None = None  # None: UNHANDLED_EXCEPTION
@@ -156,6 +157,7 @@ def parse(raw: Any) -> HorsiesSettings:
     known = {
         "DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION",
         "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S", "DEFAULT_UNHANDLED_ERROR_CODE",
+        "LISTEN_DATABASE",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -252,6 +254,16 @@ def parse(raw: Any) -> HorsiesSettings:
             f"HORSIES['DATABASE'] must name an alias in DATABASES, got {show(database)}",
             f"Use one of {sorted(settings.DATABASES)}.",
         )
+    listen_database = raw.get("LISTEN_DATABASE")
+    if listen_database is not None and (
+        not isinstance(listen_database, str) or listen_database not in settings.DATABASES
+    ):
+        raise SettingsError(
+            "horsies_django.E007",
+            f"HORSIES['LISTEN_DATABASE'] names {show(listen_database)}, which is not in DATABASES",
+            f"Use one of {sorted(settings.DATABASES)}: a direct connection to the same database, "
+            "or None to listen on HORSIES['DATABASE'].",
+        )
     max_payload = int(
         _number(raw, "MAX_PAYLOAD_BYTES", 1_000_000, minimum=1, maximum=MAX_PAYLOAD_BYTES, where="", whole=True)
     )
@@ -261,6 +273,7 @@ def parse(raw: Any) -> HorsiesSettings:
         worker=worker,
         max_payload_bytes=max_payload,
         poll_only=_flag(raw, "POLL_ONLY"),
+        listen_database=listen_database,
         retention=_retention(raw.get("RETENTION", {})),
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
         default_unhandled_error_code=_default_code(raw.get("DEFAULT_UNHANDLED_ERROR_CODE")),

@@ -203,5 +203,23 @@ class ErrorGroupEntry(Task):
         proxy = True
         verbose_name = "error"
         verbose_name_plural = "errors"
+
+
 # The workflow tables live with the workflow code; importing them here registers them with the app.
 from .workflows.models import Workflow, WorkflowNode  # noqa: E402, F401
+
+
+class RateLimitStart(models.Model):
+    """One start of a rate-limited task. A task's `rate_limit` counts these rows within its period,
+    so every attempt counts, retries and re-runs included; rows older than the period are deleted
+    by the claims that count them."""
+
+    task_name = models.CharField(max_length=255)
+    started_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "horsies_rate_start"
+        indexes = [models.Index(fields=["task_name", "started_at"], name="horsies_rate_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} at {self.started_at}"

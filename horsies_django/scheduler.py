@@ -1,6 +1,7 @@
-"""Periodic tasks: HORSIES['SCHEDULES'] and @app.periodic, sent from every worker's maintenance step.
+"""Periodic tasks: HORSIES['SCHEDULES'] and @app.periodic, sent by every worker when a slot falls due.
 
-Each slot is sent once however many workers run this. A worker that finds a slot due moves the
+`run_schedules()` sends what is due and says when the next slot is, so that a worker can sleep
+until then. Each slot is sent once however many workers run this. A worker that finds a slot due moves the
 schedule's row forward with a compare-and-set (`UPDATE ... WHERE last_slot_at = <what it read>`) and
 sends the task in the same transaction. Only the worker whose update changed the row sends; a send
 that fails rolls the move back, so the slot stays due. See docs/schedules.md.
@@ -349,8 +350,22 @@ class _SendFailedError(Exception):
         self.error = error
 
 
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """What one run of the scheduler did: tasks sent, and the earliest slot still to send
+    (of the declared, unpaused schedules), or None when there is none."""
+
+    sent: int
+    next_at: datetime | None
+
+
 def run_due_schedules(now: datetime, *, app: Horsies | None = None) -> int:
-    """Send every schedule slot that is due at `now`; return how many tasks were sent.
+    """Send every schedule slot that is due at `now`; return how many tasks were sent."""
+    return run_schedules(now, app=app).sent
+
+
+def run_schedules(now: datetime, *, app: Horsies | None = None) -> Tick:
+    """Send every schedule slot that is due at `now`; say how many were sent and when the next is due.
 
     Invalid schedules are logged (once per process) and skipped. A database error propagates, for
     the worker to report; any other error skips only the schedule it came from.
@@ -363,17 +378,43 @@ def run_due_schedules(now: datetime, *, app: Horsies | None = None) -> int:
     database = get_settings().database
     rows = _sync(schedules, now, database)
     sent = 0
+    tried = False
     for name, schedule in schedules.items():
         row = rows.get(name)
         if row is None or row.paused or row.next_run_at is None or row.next_run_at > now:
             continue
+        tried = True
         try:
             sent += _send_due(schedule, row, now, database)
         except DatabaseError:
             raise
         except Exception:
             logger.exception("schedule name=%s failed; it is tried again at the next tick", name)
-    return sent
+    return Tick(sent=sent, next_at=_next_slot(schedules, rows, database, reread=tried))
+
+
+def _next_slot(
+    schedules: Mapping[str, PeriodicSchedule], rows: Mapping[str, Schedule], database: str, *, reread: bool
+) -> datetime | None:
+    """The earliest slot still to send. After sends the rows have moved (here or in a worker that won
+    the race), so they are read again; otherwise the rows in hand are current."""
+    from django.db.models import Min
+
+    from .models import Schedule
+
+    if reread:
+        earliest: datetime | None = (
+            Schedule.objects.using(database)
+            .filter(name__in=list(schedules), paused=False, next_run_at__isnull=False)
+            .aggregate(earliest=Min("next_run_at"))["earliest"]
+        )
+        return earliest
+    due = [
+        row.next_run_at
+        for name, row in rows.items()
+        if name in schedules and not row.paused and row.next_run_at is not None
+    ]
+    return min(due, default=None)
 
 
 def _sync(schedules: Mapping[str, PeriodicSchedule], now: datetime, database: str) -> dict[str, Schedule]:
@@ -415,6 +456,15 @@ def _sync(schedules: Mapping[str, PeriodicSchedule], now: datetime, database: st
     if changed:
         rows = {row.name: row for row in manager.all()}
     return rows
+
+
+def _announce_change(database: str) -> None:
+    """Wake the workers that sleep until a schedule's next slot: it may have moved. Only pausing and
+    resuming do this; a change of the declarations reaches a worker with its new settings, and
+    announcing it would set workers of a half-done deploy waking each other in turn."""
+    from .broker import get_broker
+
+    get_broker(database).announce_schedule_change()
 
 
 def _send_due(schedule: PeriodicSchedule, row: Schedule, now: datetime, database: str) -> int:
@@ -516,9 +566,13 @@ def pause(names: Iterable[str]) -> list[str]:
     """Pause these schedules; return the names that were running. A paused schedule sends nothing."""
     from .models import Schedule
 
-    manager = Schedule.objects.using(get_settings().database)
+    database = get_settings().database
+    manager = Schedule.objects.using(database)
     now = timezone.now()
-    return [name for name in names if manager.filter(name=name, paused=False).update(paused=True, updated_at=now)]
+    paused = [name for name in names if manager.filter(name=name, paused=False).update(paused=True, updated_at=now)]
+    if paused:
+        _announce_change(database)
+    return paused
 
 
 def resume(names: Iterable[str], *, now: datetime | None = None, app: Horsies | None = None) -> list[str]:
@@ -526,7 +580,8 @@ def resume(names: Iterable[str], *, now: datetime | None = None, app: Horsies | 
     skipped, whatever the catch-up mode: the schedule goes on from its next slot after `now`."""
     from .models import Schedule
 
-    manager = Schedule.objects.using(get_settings().database)
+    database = get_settings().database
+    manager = Schedule.objects.using(database)
     now = now or timezone.now()
     schedules = declared_schedules(app, now)[0]
     resumed = []
@@ -535,4 +590,6 @@ def resume(names: Iterable[str], *, now: datetime | None = None, app: Horsies | 
         next_run = schedule.next_after(now) if schedule is not None else None
         if manager.filter(name=name, paused=True).update(paused=False, next_run_at=next_run, updated_at=now):
             resumed.append(name)
+    if resumed:
+        _announce_change(database)
     return resumed

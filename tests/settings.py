@@ -25,3 +25,15 @@ HORSIES = {
 
 # Schedules for worker subprocesses, as JSON (tests/integration/test_schedules.py sets it; others leave it empty).
 HORSIES["SCHEDULES"] = env.json("HORSIES_TEST_SCHEDULES", default={})  # noqa: F405
+
+# tests/integration/test_pgbouncer.py runs subprocesses whose DATABASE_URL goes through a PgBouncer in
+# transaction mode, with the direct URL beside it for LISTEN ("direct") or no LISTEN at all ("poll").
+if env.str("HORSIES_TEST_DIRECT_URL", default=""):  # noqa: F405
+    # PgBouncer before 1.21 keeps no prepared statements across transactions; psycopg prepares none.
+    DATABASES["default"]["OPTIONS"] = {"prepare_threshold": None}  # noqa: F405
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True  # noqa: F405
+    DATABASES["direct"] = env.db_url_config(env.str("HORSIES_TEST_DIRECT_URL"))  # noqa: F405
+    if env.str("HORSIES_TEST_LISTEN", default="poll") == "direct":  # noqa: F405
+        HORSIES["LISTEN_DATABASE"] = "direct"
+    else:
+        HORSIES["POLL_ONLY"] = True

@@ -37,7 +37,7 @@ def get_broker(alias: str | None = None) -> Broker:
     vendor = connections[alias].vendor
     if vendor not in BROKERS:
         raise ImproperlyConfigured(f"horsies_django supports PostgreSQL and SQLite; database {alias!r} is {vendor}")
-    return _broker_class(vendor)(alias, poll_only=settings.poll_only)
+    return _broker_class(vendor)(alias, poll_only=settings.poll_only, listen_alias=settings.listen_database)
 
 
 @cache

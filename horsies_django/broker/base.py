@@ -27,6 +27,10 @@ from ..types.retry import RateLimit
 TASK_TABLE = "horsies_task"
 ATTEMPT_TABLE = "horsies_task_attempt"
 WORKER_TABLE = "horsies_worker"
+RATE_START_TABLE = "horsies_rate_start"
+# Names of the claim locks (see `claim_capped`): one per capped queue, one per rate-limited task,
+# and one for CLUSTER_MAX_CONCURRENCY, which counts every queue.
+CLUSTER_LOCK = "cluster"
 
 # Statuses as SQL literals, from the one enum (fixed words, never user input).
 SQL_PENDING = sql_list({TaskStatus.PENDING})
@@ -227,11 +231,14 @@ class Broker:
     # Of those, the ones that say the connection or the server failed rather than the values.
     transient_errors: tuple[type[BaseException], ...] = (OperationalError, InterfaceError, InternalError)
 
-    def __init__(self, alias: str, *, poll_only: bool = False) -> None:
+    def __init__(self, alias: str, *, poll_only: bool = False, listen_alias: str | None = None) -> None:
         self.alias = alias
         self.poll_only = poll_only
+        # LISTEN needs a session of its own; behind a transaction pooler, a direct connection.
+        self.listen_alias = listen_alias or alias
         self._listening_on: object = None
         self._workflows_seen_until = 0.0
+        self._schedule_changed = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -261,6 +268,16 @@ class Broker:
     @property
     def connection(self) -> BaseDatabaseWrapper:
         return connections[self.alias]
+
+    @property
+    def listen_connection(self) -> BaseDatabaseWrapper:
+        return connections[self.listen_alias]
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the queue's connection may be behind a transaction pooler (POLL_ONLY, or LISTEN
+        kept on another connection): then nothing may rely on, or leave behind, session state."""
+        return self.poll_only or self.listen_alias != self.alias
 
     # -- vendor hooks ---------------------------------------------------------------------
 
@@ -299,8 +316,19 @@ class Broker:
     def announce_new_work(self, cursor: Any, queue_names: set[str]) -> None:
         """Wake idle workers once this transaction commits, where the database can."""
 
-    def lock_capped_claims(self, cursor: Any) -> None:
-        """Serialise claims that must respect cluster-wide caps (SQLite's write lock already does)."""
+    def announce_schedule_change(self) -> None:
+        """Wake workers sleeping until a schedule's next slot (once this transaction commits), where
+        the database can; elsewhere they read the schedules again within a heartbeat."""
+
+    def take_schedule_change(self) -> bool:
+        """Whether `wait_for_new_work` heard of a schedule change since the last call."""
+        changed, self._schedule_changed = self._schedule_changed, False
+        return changed
+
+    def lock_capped_claims(self, cursor: Any, names: Sequence[str]) -> None:
+        """Make claims that count against the same limits take turns, until this transaction ends:
+        one lock per name (a capped queue, a rate-limited task, the cluster cap). SQLite's write
+        lock, which every claim takes, already does."""
 
     def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
         """Tell waiting `get()` calls that these tasks ended, where the database can."""
@@ -385,69 +413,154 @@ class Broker:
     ) -> list[ClaimedTask]:
         """`claim()` under cluster-wide limits: at most `queue_caps[q]` tasks of queue q held at once
         (0 pauses it), at most `cluster_cap` in all, and at most `count` starts of a rate-limited
-        task per period. Claimers take turns (one lock), count what is held, then claim within it."""
-        at = self.db_datetime(now)
+        task per period.
+
+        A count is only right if nobody claims between the count and the claim, so claims of a
+        capped queue take turns on that queue's lock, and claims of a rate-limited task on that
+        task's lock. Queues and tasks without a limit take no lock: their claims run side by side.
+        Only `cluster_cap`, which counts every queue, makes every claim take one shared lock.
+        """
+        caps = {name: cap for name, cap in queue_caps.items() if not queues or name in queues}
+        if not caps and cluster_cap is None and not rate_limits:
+            return self.claim(worker_id=worker_id, queues=queues, limit=limit, now=now, lease_until=lease_until)
         with self.write_transaction() as cursor:
-            self.lock_capped_claims(cursor)
             room = limit
             if cluster_cap is not None:
+                self.lock_capped_claims(cursor, [CLUSTER_LOCK])
                 cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE status IN ({SQL_ACTIVE})")
                 room = min(room, cluster_cap - cursor.fetchone()[0])
-            queue_room: dict[str, int] = {}
-            if queue_caps:
-                cursor.execute(
-                    f"SELECT queue_name, count(*) FROM {TASK_TABLE} WHERE status IN ({SQL_ACTIVE}) "
-                    f"AND queue_name IN ({', '.join(['%s'] * len(queue_caps))}) GROUP BY queue_name",
-                    list(queue_caps),
+                if room <= 0:
+                    return []
+            # A first look, without locks, leaves out queues that look full and tasks that look
+            # spent, so that their rows do not crowd out the others from the candidates.
+            queue_room = self._queue_room(cursor, caps)
+            name_room = self._name_room(cursor, rate_limits, now)
+            candidates = self._candidates(cursor, queues, queue_room, name_room, now, room * 4 + 16)
+            chosen = self._choose(candidates, queue_room, name_room, room)
+            locked_queues = sorted({queue for _, queue, _ in chosen if queue in caps})
+            locked_names = sorted({name for _, _, name in chosen if name in rate_limits})
+            if locked_queues or locked_names:
+                self.lock_capped_claims(
+                    cursor, [f"queue:{q}" for q in locked_queues] + [f"task:{n}" for n in locked_names]
                 )
-                held = dict(cursor.fetchall())
-                queue_room = {name: cap - held.get(name, 0) for name, cap in queue_caps.items()}
-            name_room: dict[str, int] = {}
-            for name, rate in rate_limits.items():
-                since = self.db_datetime(now - timedelta(seconds=rate.period_s))
-                cursor.execute(f"SELECT count(*) FROM {TASK_TABLE} WHERE name = %s AND started_at > %s", [name, since])
-                name_room[name] = rate.count - cursor.fetchone()[0]
-            if room <= 0:
-                return []
-            conditions = [f"status = {SQL_PENDING}", "run_at <= %s", "(good_until IS NULL OR good_until > %s)"]
-            params: list[Any] = [at, at]
-            if queues:
-                conditions.append(f"queue_name IN ({', '.join(['%s'] * len(queues))})")
-                params += list(queues)
-            for column, full in (
-                ("queue_name", [q for q, free in queue_room.items() if free <= 0]),
-                ("name", [n for n, free in name_room.items() if free <= 0]),
-            ):
-                if full:
-                    conditions.append(f"{column} NOT IN ({', '.join(['%s'] * len(full))})")
-                    params += full
-            # Look a little past `room`: rows of queues or tasks with less room than that are skipped.
-            cursor.execute(
-                f"SELECT id, queue_name, name FROM {TASK_TABLE} WHERE {' AND '.join(conditions)} "
-                "ORDER BY priority, run_at LIMIT %s",
-                [*params, room * 4 + 16],
-            )
-            chosen: list[Any] = []
-            for task_id, queue_name, name in cursor.fetchall():
-                if queue_room.get(queue_name, 1) <= 0 or name_room.get(name, 1) <= 0:
-                    continue
-                chosen.append(task_id)
-                if queue_name in queue_room:
-                    queue_room[queue_name] -= 1
-                if name in name_room:
-                    name_room[name] -= 1
-                if len(chosen) == room:
-                    break
+                # Counted again under the locks: these counts are exact until this transaction ends.
+                queue_room = self._queue_room(cursor, {q: caps[q] for q in locked_queues})
+                name_room = self._name_room(cursor, {n: rate_limits[n] for n in locked_names}, now)
+                # A capped queue or limited task not locked here is left for the next claim.
+                eligible = [
+                    (task_id, queue, name)
+                    for task_id, queue, name in candidates
+                    if (queue not in caps or queue in queue_room) and (name not in rate_limits or name in name_room)
+                ]
+                chosen = self._choose(eligible, queue_room, name_room, room)
             if not chosen:
                 return []
+            at = self.db_datetime(now)
             cursor.execute(
                 f"UPDATE {TASK_TABLE} SET status = {SQL_RUNNING}, claim_token = claim_token + 1, "
                 "attempt = attempt + 1, worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s "
                 f"WHERE id IN ({', '.join(['%s'] * len(chosen))}) AND status = {SQL_PENDING} "
                 + self.claim_returning.format(t=""),
-                [worker_id, at, at, self.db_datetime(lease_until), *chosen],
+                [worker_id, at, at, self.db_datetime(lease_until), *(task_id for task_id, _, _ in chosen)],
             )
-            return self._claimed(cursor.fetchall())
+            claimed = self._claimed(cursor.fetchall())
+            self._record_starts(cursor, [task.name for task in claimed if task.name in name_room], now, rate_limits)
+            return claimed
+
+    def _queue_room(self, cursor: Any, caps: Mapping[str, int]) -> dict[str, int]:
+        """How many more tasks each capped queue may hold now."""
+        if not caps:
+            return {}
+        cursor.execute(
+            f"SELECT queue_name, count(*) FROM {TASK_TABLE} WHERE status IN ({SQL_ACTIVE}) "
+            f"AND queue_name IN ({', '.join(['%s'] * len(caps))}) GROUP BY queue_name",
+            list(caps),
+        )
+        held = dict(cursor.fetchall())
+        return {name: cap - held.get(name, 0) for name, cap in caps.items()}
+
+    def _name_room(self, cursor: Any, rate_limits: Mapping[str, RateLimit], now: datetime) -> dict[str, int]:
+        """How many more starts each rate-limited task may have now: every start within the period
+        counts (retries and re-runs included), not only each task's latest."""
+        if not rate_limits:
+            return {}
+        where = " OR ".join(["(task_name = %s AND started_at > %s)"] * len(rate_limits))
+        params: list[Any] = []
+        for name, rate in rate_limits.items():
+            params += [name, self.db_datetime(now - timedelta(seconds=rate.period_s))]
+        cursor.execute(f"SELECT task_name, count(*) FROM {RATE_START_TABLE} WHERE {where} GROUP BY task_name", params)
+        started = dict(cursor.fetchall())
+        return {name: rate.count - started.get(name, 0) for name, rate in rate_limits.items()}
+
+    def _candidates(
+        self,
+        cursor: Any,
+        queues: Sequence[str] | None,
+        queue_room: Mapping[str, int],
+        name_room: Mapping[str, int],
+        now: datetime,
+        limit: int,
+    ) -> list[tuple[Any, str, str]]:
+        """Ready rows in claim order, leaving out full queues and spent tasks; on PostgreSQL the
+        rows are locked (others' locked rows skipped) until the claim's transaction ends."""
+        at = self.db_datetime(now)
+        conditions = [f"status = {SQL_PENDING}", "run_at <= %s", "(good_until IS NULL OR good_until > %s)"]
+        params: list[Any] = [at, at]
+        if queues:
+            conditions.append(f"queue_name IN ({', '.join(['%s'] * len(queues))})")
+            params += list(queues)
+        for column, full in (
+            ("queue_name", [q for q, free in queue_room.items() if free <= 0]),
+            ("name", [n for n, free in name_room.items() if free <= 0]),
+        ):
+            if full:
+                conditions.append(f"{column} NOT IN ({', '.join(['%s'] * len(full))})")
+                params += full
+        cursor.execute(
+            f"SELECT id, queue_name, name FROM {TASK_TABLE} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY priority, run_at LIMIT %s{self.lock_rows}",
+            [*params, limit],
+        )
+        return [tuple(row) for row in cursor.fetchall()]
+
+    @staticmethod
+    def _choose(
+        candidates: Sequence[tuple[Any, str, str]],
+        queue_room: Mapping[str, int],
+        name_room: Mapping[str, int],
+        room: int,
+    ) -> list[tuple[Any, str, str]]:
+        """The first `room` candidates that fit the room left in their queue and for their task."""
+        queue_left, name_left = dict(queue_room), dict(name_room)
+        chosen: list[tuple[Any, str, str]] = []
+        for row in candidates:
+            if len(chosen) == room:
+                break
+            _, queue_name, name = row
+            if queue_left.get(queue_name, 1) <= 0 or name_left.get(name, 1) <= 0:
+                continue
+            chosen.append(row)
+            if queue_name in queue_left:
+                queue_left[queue_name] -= 1
+            if name in name_left:
+                name_left[name] -= 1
+        return chosen
+
+    def _record_starts(
+        self, cursor: Any, names: Sequence[str], now: datetime, rate_limits: Mapping[str, RateLimit]
+    ) -> None:
+        """Write a row per start of a rate-limited task, and delete that task's rows that have
+        left its period (the claim holds the task's lock)."""
+        if not names:
+            return
+        at = self.db_datetime(now)
+        cursor.execute(
+            f"INSERT INTO {RATE_START_TABLE} (task_name, started_at) VALUES {', '.join(['(%s, %s)'] * len(names))}",
+            [value for name in names for value in (name, at)],
+        )
+        for name in sorted(set(names)):
+            since = self.db_datetime(now - timedelta(seconds=rate_limits[name].period_s))
+            cursor.execute(f"DELETE FROM {RATE_START_TABLE} WHERE task_name = %s AND started_at <= %s", [name, since])
 
     def _claimed(self, rows: Sequence[Sequence[Any]]) -> list[ClaimedTask]:
         claimed = [

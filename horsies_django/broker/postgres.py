@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -28,12 +29,19 @@ from .base import (
 
 NEW_TASK_CHANNEL = "horsies_new_task"
 TASK_DONE_CHANNEL = "horsies_task_done"
+SCHEDULE_CHANNEL = "horsies_schedule"
 # NOTIFY payloads are limited to 8,000 bytes; 36-character ids joined by commas fit 200 at a time.
 IDS_PER_NOTIFY = 200
 LISTEN_SLICE_S = 0.25
-CAPPED_CLAIM_LOCK = 0x686F7273_6361  # "hors" "ca": an arbitrary, fixed advisory lock key
+# The first half of the claim locks' two-part advisory keys ("hors"); the second half hashes a name.
+CLAIM_LOCK_SPACE = 0x686F7273
 
 logger = logging.getLogger("horsies_django")
+
+
+def claim_lock_key(name: str) -> int:
+    """A stable 32-bit signed key for a claim lock's name (Python's hash() differs per process)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), signed=True)
 
 
 class PostgresBroker(Broker):
@@ -50,14 +58,14 @@ class PostgresBroker(Broker):
     )
 
     @contextmanager
-    def fast_cursor(self) -> Iterator[Any]:
+    def fast_cursor(self, listen: bool = False) -> Iterator[Any]:
         """A psycopg cursor on Django's connection that binds parameters on the server.
 
         Django's own cursor renders every parameter into the SQL text on the client, which costs
         more than the statement itself for the hot path's array parameters; psycopg also prepares
         statements it sees repeatedly. Same connection, same transaction, Django's error classes.
         """
-        connection = self.connection
+        connection = self.listen_connection if listen else self.connection
         connection.ensure_connection()
         with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             yield cursor
@@ -133,22 +141,26 @@ class PostgresBroker(Broker):
             cursor.execute(sql, params)
 
     def wait_for_new_work(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Block until a NOTIFY says tasks were sent, `stop` is set, or `timeout` seconds pass."""
+        """Block until a NOTIFY says tasks were sent or a schedule changed, `stop` is set, or
+        `timeout` seconds pass."""
         if self.poll_only:
             super().wait_for_new_work(timeout, stop)
             return
-        connection = self.connection
+        connection = self.listen_connection
         connection.ensure_connection()
         raw = connection.connection
         if self._listening_on is not raw:  # a new connection after an error: listen again
-            with self.fast_cursor() as cursor:
+            with self.fast_cursor(listen=True) as cursor:
                 cursor.execute(f"LISTEN {NEW_TASK_CHANNEL}")
+                cursor.execute(f"LISTEN {SCHEDULE_CHANNEL}")
             self._listening_on = raw
         deadline = time.monotonic() + timeout
         with connection.wrap_database_errors:
             # Listen in short slices: a signal does not cut a wait on the socket short, a slice does.
             while (remaining := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
-                for _ in raw.notifies(timeout=min(remaining, LISTEN_SLICE_S), stop_after=1):
+                for notification in raw.notifies(timeout=min(remaining, LISTEN_SLICE_S), stop_after=1):
+                    if notification.channel == SCHEDULE_CHANNEL:
+                        self._schedule_changed = True
                     return
 
     @contextmanager
@@ -156,12 +168,12 @@ class PostgresBroker(Broker):
         """LISTEN for finished tasks while a `get()` waits; each wait returns early when `task_id`
         is announced. Falls back to sleeping inside a transaction (LISTEN would start only at its
         commit) and in poll-only mode."""
-        connection = self.connection
+        connection = self.listen_connection
         if self.poll_only or connection.in_atomic_block:
             with super().result_waiter(task_id) as sleep:
                 yield sleep
             return
-        with self.fast_cursor() as cursor:
+        with self.fast_cursor(listen=True) as cursor:
             cursor.execute(f"LISTEN {TASK_DONE_CHANNEL}")
         raw = connection.connection
 
@@ -175,7 +187,7 @@ class PostgresBroker(Broker):
             yield wait
         finally:
             try:
-                with self.fast_cursor() as cursor:
+                with self.fast_cursor(listen=True) as cursor:
                     cursor.execute(f"UNLISTEN {TASK_DONE_CHANNEL}")
             except Exception:  # the connection broke; it is closed and will not be reused listening
                 logger.debug("UNLISTEN failed", exc_info=True)
@@ -184,9 +196,18 @@ class PostgresBroker(Broker):
         if not self.poll_only:
             cursor.execute("SELECT pg_notify(%s, %s)", [NEW_TASK_CHANNEL, ",".join(sorted(queue_names))])
 
-    def lock_capped_claims(self, cursor: Any) -> None:
-        # Held to the end of the claim's transaction: capped claims take turns across all hosts.
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CAPPED_CLAIM_LOCK])
+    def announce_schedule_change(self) -> None:
+        if not self.poll_only:
+            with self.fast_cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [SCHEDULE_CHANNEL])
+
+    def lock_capped_claims(self, cursor: Any, names: Sequence[str]) -> None:
+        # Held to the end of the claim's transaction, on every host. Every claimer takes its locks
+        # in the order of their keys, so two claimers never wait for each other in a circle.
+        keys = sorted({claim_lock_key(name) for name in names})
+        cursor.execute(
+            "SELECT count(pg_advisory_xact_lock(%s, k)) FROM unnest(%s::int[]) AS k", [CLAIM_LOCK_SPACE, keys]
+        )
 
     def notify_done(self, cursor: Any, task_ids: Sequence[Any]) -> None:
         if self.poll_only or not task_ids:

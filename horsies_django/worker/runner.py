@@ -20,7 +20,7 @@ from ..app import Horsies
 from ..app import app as default_app
 from ..broker import Broker, BrokerError, ClaimedTask, Finish, get_broker
 from ..conf import get_settings
-from ..scheduler import run_due_schedules
+from ..scheduler import run_schedules
 from ..statuses import AttemptOutcome, TaskStatus
 from ..types.codec import encode_error
 from ..types.codes import OperationalErrorCode, OutcomeCode
@@ -35,6 +35,8 @@ logger = logging.getLogger("horsies_django.worker")
 MAX_BACKOFF_S = 5.0
 PRUNE_EVERY_S = 60.0
 PRUNE_BATCH = 1000
+# A slot still due after the scheduler ran (its send failed) is tried again after this long.
+SCHEDULE_RETRY_S = 1.0
 PoolKind = Literal["processes", "threads"]
 
 
@@ -155,6 +157,8 @@ class Worker:
         self._told_to_migrate = False
         self._held_threads: set[str] = set()  # running in threads past the shutdown timeout
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        # When to run the scheduler next (monotonic): the earliest slot, at most a heartbeat away.
+        self._next_schedules = 0.0
         for queue_name in self.queues or []:
             unknown = settings.unknown_queue(queue_name)
             if unknown:
@@ -204,15 +208,18 @@ class Worker:
                 if time.monotonic() >= next_maintenance:
                     self._maintain(pool)
                     next_maintenance = time.monotonic() + self.heartbeat_s
+                if self.run_scheduler and time.monotonic() >= self._next_schedules and self._database_ready():
+                    self._run_schedules()
+                wake = min(next_maintenance, self._next_schedules) if self.run_scheduler else next_maintenance
                 claimed = self._claim_and_start(pool)
                 if self._running:
-                    self._collect(pool.wait(self._wait_timeout(next_maintenance)))
+                    self._collect(pool.wait(self._wait_timeout(wake)))
                     self._enforce_deadlines(pool)
                 self._save()
                 if self.stopping and not self._running and not self._still_saving():
                     break
                 if not self._database_ready():
-                    self._idle(min(next_maintenance, self._db_retry_at))
+                    self._idle(min(wake, self._db_retry_at))
                     continue
                 if self._running:
                     continue
@@ -225,7 +232,9 @@ class Worker:
                     continue
                 if claimed:
                     continue  # found work: look for more at once
-                self._idle(next_maintenance)
+                self._idle(wake)
+                if self._broker.take_schedule_change():
+                    self._next_schedules = 0.0  # paused or resumed: read the schedules again now
         finally:
             self._release_running(pool)
             pool.close(kill=True)
@@ -534,8 +543,6 @@ class Worker:
                 crashed_result={"err": encode_error(crashed)},
                 message=crashed.message or "",
             )
-            if self.run_scheduler:
-                run_due_schedules(now, app=self.app)
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY_S
                 prune_finished(self._broker, now=now, limit=PRUNE_BATCH)
@@ -546,6 +553,20 @@ class Worker:
             logger.warning("task requeued id=%s: its worker's lease expired", task_id)
         for task_id in lost.failed:
             logger.error("task failed id=%s: WORKER_CRASHED after %d re-runs", task_id, self.max_crash_reruns)
+
+    def _run_schedules(self) -> None:
+        """Send the due schedule slots, then sleep until the next one (or a heartbeat, if sooner)."""
+        self._next_schedules = time.monotonic() + self.heartbeat_s
+        try:
+            tick = run_schedules(timezone.now(), app=self.app)
+        except (BrokerError, DatabaseError) as exc:
+            self._database_error("schedules", exc)
+            return
+        if tick.next_at is not None:
+            delay = (tick.next_at - timezone.now()).total_seconds()
+            if delay <= 0:
+                delay = SCHEDULE_RETRY_S  # still due after this run: its send failed
+            self._next_schedules = min(self._next_schedules, time.monotonic() + delay)
 
     def _register(self) -> None:
         try:

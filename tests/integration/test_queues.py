@@ -13,11 +13,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, connection, connections, transaction
+from django.utils import timezone
 
 from horsies_django import Horsies, TaskDefinitionError, TaskError, TaskResult, TaskSendErrorCode
-from horsies_django.models import Task, TaskAttempt
+from horsies_django.broker import get_broker
+from horsies_django.conf import get_settings
+from horsies_django.models import RateLimitStart, Task, TaskAttempt
 from horsies_django.worker import Worker
-from tests.taskapp.tasks import add, bulk_sleep, limited, sleep
+from tests.taskapp.tasks import add, bulk_sleep, limited, limited_retrying, sleep
 
 from ..conftest import ROOT, ThreadWorker, start_worker, wait_until_registered, worker_env
 
@@ -109,6 +113,59 @@ def test_a_queue_cap_of_2_holds_across_4_worker_processes(monkeypatch: pytest.Mo
     assert max(samples) == 2  # reached, never exceeded
 
 
+def test_an_uncapped_queue_claims_while_a_capped_queue_is_locked(settings: Any) -> None:
+    """Claims take the lock of a capped queue only when they claim from it: with another session
+    holding the "bulk" queue's lock, a claim of the uncapped "default" queue goes ahead, and one
+    that would take a bulk task waits (on PostgreSQL; on SQLite every claim takes turns on the
+    database's write lock anyway)."""
+    with_queues(settings, bulk={"priority": 100, "max_concurrency": 1})
+    capped = bulk_sleep.send(0).unwrap()
+    free = add.send(1).unwrap()
+    broker = get_broker()
+    postgres = broker.vendor == "postgresql"
+    limits: dict[str, Any] = {"queue_caps": get_settings().queue_caps(), "cluster_cap": None, "rate_limits": {}}
+    now = timezone.now()
+    lease = now + timedelta(seconds=30)
+
+    def claim(queues: list[str] | None) -> list[str]:
+        claimed = broker.claim_capped(worker_id="w", queues=queues, limit=5, now=now, lease_until=lease, **limits)
+        return [task.id for task in claimed]
+
+    if postgres:
+        holding, release = threading.Event(), threading.Event()
+
+        def hold_bulk_lock() -> None:
+            try:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    broker.lock_capped_claims(cursor, ["queue:bulk"])
+                    holding.set()
+                    release.wait(30)
+            finally:
+                connections.close_all()
+
+        holder = threading.Thread(target=hold_bulk_lock)
+        holder.start()
+        try:
+            assert holding.wait(30)
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = '300ms'")
+            assert claim(["default"]) == [free.task_id]  # no wait: "default" has no cap
+            for queues in (["bulk"], None):
+                with pytest.raises(DatabaseError, match="lock timeout"):
+                    claim(queues)
+        finally:
+            release.set()
+            holder.join()
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+        assert claim(None) == [capped.task_id]
+    else:
+        assert sorted(claim(None)) == sorted([free.task_id, capped.task_id])
+    # The cap holds: one bulk task is held, so a second one waits.
+    bulk_sleep.send(0).unwrap()
+    assert claim(None) == []
+
+
 def test_cluster_max_concurrency_caps_every_queue(settings: Any) -> None:
     settings.HORSIES = {**settings.HORSIES, "CLUSTER_MAX_CONCURRENCY": 1}
     handles = [sleep.send(100).unwrap() for _ in range(4)]
@@ -198,6 +255,22 @@ def test_rate_limit_holds_over_its_window() -> None:
         in_window = [s for s in starts[i:] if s < start + timedelta(seconds=2)]
         assert len(in_window) <= 3, (i, starts)
     assert starts[-1] - starts[0] >= timedelta(seconds=4)  # 8 starts at 3 per 2 s need three windows
+
+
+def test_a_rate_limit_counts_retries_as_starts() -> None:
+    """One task that fails and is retried at once: its second try uses up the 2-per-minute limit,
+    so the third waits, though the task's latest start is a single row."""
+    handle = limited_retrying.send(1).unwrap()
+    with ThreadWorker(concurrency=2):
+        deadline = time.monotonic() + 30
+        while TaskAttempt.objects.filter(task_id=handle.task_id).count() < 2:
+            assert time.monotonic() < deadline, "the task was not tried twice"
+            time.sleep(0.05)
+        time.sleep(1)  # retries are due 10 ms after each failure; a third try would start now
+    task = Task.objects.get(pk=handle.task_id)
+    assert (task.status, task.attempt) == ("PENDING", 2)
+    assert TaskAttempt.objects.filter(task_id=handle.task_id).count() == 2
+    assert RateLimitStart.objects.filter(task_name="tests.limited_retrying").count() == 2
 
 
 def test_bad_rate_limit_is_a_definition_error() -> None:

@@ -383,6 +383,89 @@ def test_each_slot_is_sent_once_with_three_workers_running_the_scheduler(monkeyp
     assert {task_id for *_, task_id in sent} == {str(pk) for pk in Task.objects.values_list("pk", flat=True)}
 
 
+def _start_scheduling_workers(count: int) -> list[Any]:
+    workers = [start_worker("--pool", "threads", "--concurrency", "2") for _ in range(count)]
+    deadline = time.monotonic() + 60
+    while WorkerProcess.objects.filter(stopped_at__isnull=True).count() < count:
+        assert time.monotonic() < deadline, "the workers did not start"
+        assert all(w.poll() is None for w in workers), "a worker exited"
+        time.sleep(0.1)
+    return workers
+
+
+def _stop(workers: list[Any]) -> list[str]:
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    logs = [worker.communicate(timeout=60)[1] for worker in workers]
+    assert [w.returncode for w in workers] == [0] * len(workers), logs
+    return logs
+
+
+def test_workers_sleep_until_the_next_slot_not_until_their_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three workers with a 10 s heartbeat run an every-second schedule: one task a second, each
+    slot once, each sent soon after its time. (Woken only at heartbeats, the slots would be sent
+    seconds late, and most would be skipped under catch_up="latest".)"""
+    schedules = {"punctual": {"task": "tests.scheduled_probe", "every": 1, "kwargs": {"label": "punctual"}}}
+    monkeypatch.setenv("HORSIES_TEST_SCHEDULES", json.dumps(schedules))
+    monkeypatch.setenv("HORSIES_TEST_HEARTBEAT_S", "10")
+    monkeypatch.setenv("HORSIES_TEST_LEASE_S", "30")
+    workers = _start_scheduling_workers(3)
+    try:
+        started = len(probe_slots())
+        deadline = time.monotonic() + 60
+        while len(probe_slots()) < started + 8:
+            assert time.monotonic() < deadline, f"too few slots sent: {probe_slots()}"
+            assert all(w.poll() is None for w in workers), "a worker exited"
+            time.sleep(0.2)
+    finally:
+        _stop(workers)
+    tasks = Task.objects.filter(name="tests.scheduled_probe")
+    slots = probe_slots()
+    assert len(slots) == len(set(slots)) == tasks.count(), f"a slot was sent twice: {Counter(slots).most_common(3)}"
+    steps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    # One a second: nearly every step is one second (a slot may be skipped if a loaded machine
+    # stalls a worker past the next slot; catch_up="latest" then sends only the newest one).
+    assert steps.count(SEC) >= len(steps) // 2, steps
+    late = sorted(
+        (task.enqueued_at - datetime.fromisoformat(task.arguments["scheduled_at"])).total_seconds() for task in tasks
+    )
+    assert all(delay >= 0 for delay in late), late  # never before its slot
+    assert late[len(late) // 2] < 1.0, late  # a heartbeat is 10 s
+
+
+def test_resuming_a_schedule_wakes_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose only schedule is paused sleeps a whole heartbeat. Resuming wakes it: on
+    PostgreSQL with a NOTIFY, at once; on SQLite, which has none, at its next heartbeat."""
+    postgres = connections["default"].vendor == "postgresql"
+    heartbeat = 30 if postgres else 2
+    schedules = {"wake": {"task": "tests.scheduled_probe", "every": 1, "kwargs": {"label": "wake"}}}
+    monkeypatch.setenv("HORSIES_TEST_SCHEDULES", json.dumps(schedules))
+    monkeypatch.setenv("HORSIES_TEST_HEARTBEAT_S", str(heartbeat))
+    monkeypatch.setenv("HORSIES_TEST_LEASE_S", str(heartbeat * 3))
+    workers = _start_scheduling_workers(1)
+    try:
+        deadline = time.monotonic() + 60
+        while not probe_slots():
+            assert time.monotonic() < deadline, "the schedule sent nothing"
+            time.sleep(0.1)
+        assert pause(["wake"]) == ["wake"]
+        time.sleep(1.5)  # a slot the worker meant to send comes and goes while paused
+        before = Task.objects.count()
+        time.sleep(1.5)
+        assert Task.objects.count() == before  # paused: nothing more is sent
+        resumed_at = timezone.now()
+        assert resume(["wake"]) == ["wake"]
+        deadline = time.monotonic() + 60
+        while not Task.objects.filter(enqueued_at__gt=resumed_at).exists():
+            assert time.monotonic() < deadline, "nothing was sent after resuming"
+            time.sleep(0.05)
+        woken_after = Task.objects.filter(enqueued_at__gt=resumed_at).earliest("enqueued_at").enqueued_at - resumed_at
+    finally:
+        _stop(workers)
+    # Without a wakeup the worker would sleep out its heartbeat (30 s) on PostgreSQL.
+    assert woken_after < timedelta(seconds=10 if postgres else heartbeat + 10), woken_after
+
+
 # -- system checks --------------------------------------------------------------------------
 
 

@@ -142,6 +142,16 @@ def limited(n: int) -> TaskResult[int, TaskError]:
     return TaskResult(ok=n)
 
 
+@app.task(
+    "tests.limited_retrying",
+    rate_limit="2/1m",
+    retry_policy=RetryPolicy.fixed([0.01] * 5, auto_retry_for=["FLAKY"], jitter=False),
+)
+def limited_retrying(n: int) -> TaskResult[int, TaskError]:
+    """Always fails with a retryable code: each retry is a start the rate limit counts."""
+    return TaskResult(err=TaskError(error_code="FLAKY", message=f"run of {n} fails"))
+
+
 @app.task("tests.bulk_sleep", queue_name="bulk")
 def bulk_sleep(ms: int) -> TaskResult[int, TaskError]:
     time.sleep(ms / 1000)

@@ -78,6 +78,11 @@ BAD = [
     ("lease-short", {"WORKER": {"heartbeat_s": 10, "lease_s": 19.9}}, "E006"),
     ("lease-short-default-heartbeat", {"WORKER": {"lease_s": 5}}, "E006"),
     ("unknown-database", {"DATABASE": "replica"}, "E007"),
+    ("unknown-listen-database", {"LISTEN_DATABASE": "replica"}, "E007"),
+    ("listen-database-list", {"LISTEN_DATABASE": ["default"]}, "E007"),
+    ("listen-database-nan", {"LISTEN_DATABASE": float("nan")}, "E007"),
+    ("listen-database-surrogate", {"LISTEN_DATABASE": "\ud800"}, "E007"),
+    ("listen-database-nul", {"LISTEN_DATABASE": "default\x00"}, "E007"),
 ]
 
 
