@@ -38,6 +38,7 @@ from .workflows.context import WorkflowContext, WorkflowMeta
 from .workflows.enums import OnError, WorkflowStatus, WorkflowTaskStatus
 from .workflows.handle import HandleErrorCode, HandleOperationError, WorkflowHandle, WorkflowTaskInfo
 from .workflows.spec import (
+    FromNode,
     SuccessCase,
     SuccessPolicy,
     TaskNode,
@@ -45,6 +46,7 @@ from .workflows.spec import (
     WorkflowSpec,
     WorkflowStartError,
     WorkflowStartErrorCode,
+    from_node,
 )
 
 __all__ = [
@@ -73,6 +75,8 @@ __all__ = [
     "TaskHandle",
     "TaskInfo",
     "TaskNode",
+    "FromNode",
+    "from_node",
     "TaskResult",
     "TaskSendError",
     "TaskSendErrorCode",

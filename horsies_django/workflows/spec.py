@@ -87,6 +87,13 @@ class TaskNode(Generic[T]):
         self.kwargs = kwargs if kwargs is not None else {}
         self.waits_for = list(waits_for) if isinstance(waits_for, (list, tuple)) else waits_for or []
         self.args_from = args_from if args_from is not None else {}
+        wired = _wired(self.kwargs)
+        if wired and isinstance(self.kwargs, Mapping) and isinstance(self.waits_for, list):
+            # `from_node(upstream)` as a keyword argument: the upstream's result flows into that
+            # parameter (`args_from`), and this node waits for it (`waits_for`), in one step.
+            self.kwargs = {name: value for name, value in self.kwargs.items() if name not in wired}
+            self.args_from = {**dict(self.args_from), **wired} if isinstance(self.args_from, Mapping) else wired
+            self.waits_for += [node for node in wired.values() if all(node is not w for w in self.waits_for)]
         self.workflow_ctx_from = workflow_ctx_from
         self.queue = queue
         self.priority = priority
@@ -103,6 +110,29 @@ class TaskNode(Generic[T]):
     def __repr__(self) -> str:
         name = getattr(self.fn, "name", self.fn)
         return f"TaskNode({_safe(name)}{f', node_id={_safe(self.node_id)}' if self.node_id else ''})"
+
+
+@dataclass(frozen=True)
+class FromNode:
+    """A keyword argument of a node that takes an upstream node's `TaskResult` (see `from_node`)."""
+
+    node: TaskNode[Any]
+
+
+def from_node(node: TaskNode[Any]) -> Any:
+    """Pass `node`'s whole `TaskResult` to this parameter and wait for it, as horsies' `from_node`:
+    `process = process_data.node()(raw=from_node(fetch))` is
+    `TaskNode(process_data, waits_for=[fetch], args_from={"raw": fetch})`."""
+    return FromNode(node)
+
+
+def _wired(kwargs: object) -> dict[str, TaskNode[Any]]:
+    if not isinstance(kwargs, Mapping):
+        return {}
+    try:
+        return {name: value.node for name, value in kwargs.items() if isinstance(value, FromNode)}
+    except Exception:  # a hostile mapping: `start()` reports it as VALIDATION_FAILED
+        return {}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from horsies_django import (
     WorkflowStartErrorCode,
     WorkflowStatus,
     app,
+    from_node,
 )
 from horsies_django.models import Task, Workflow, WorkflowNode
 from horsies_django.worker import Worker
@@ -82,6 +83,24 @@ def test_chain_passes_typed_results_and_returns_the_output_node() -> None:
     assert {str(t.id) for t in Task.objects.all()} == {info.task_id for info in infos}
     row = Workflow.objects.get(pk=handle.workflow_id)
     assert (row.nodes_done, row.nodes_total, row.finished_at is not None) == (3, 3, True)
+
+
+def test_from_node_wires_args_from_and_waits_for_in_one_step() -> None:
+    fetch = wt.fetch.node()(url="example.org")
+    measure = wt.measure.node()(raw=from_node(fetch))
+    save = wt.save.node()(key="k1", size=from_node(measure))
+    assert (measure.waits_for, measure.args_from, measure.kwargs) == ([fetch], {"raw": fetch}, {})
+    assert (save.waits_for, save.args_from, save.kwargs) == ([measure], {"size": measure}, {"key": "k1"})
+    handle = started(app.workflow("etl", tasks=[fetch, measure, save], output=save))
+    drain()
+    assert handle.get(timeout_ms=10_000).unwrap() == wt.Saved(key="k1", size=len("<html>example.org</html>"))
+
+
+@pytest.mark.parametrize("upstream", ["fetch", None, float("nan"), "\ud800"])
+def test_from_node_of_something_not_a_node_is_refused_at_start(upstream: Any) -> None:
+    measure = wt.measure.node()(raw=from_node(upstream))
+    assert app.workflow("bad", tasks=[measure]).start().unwrap_err().code == WorkflowStartErrorCode.VALIDATION_FAILED
+    assert not Workflow.objects.exists() and not Task.objects.exists()
 
 
 def test_without_output_get_returns_every_nodes_result_by_node_id() -> None:
