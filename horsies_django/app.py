@@ -267,6 +267,64 @@ def _enqueue_failed(name: str, rows: Sequence[NewTask], exc: BrokerError, delay_
     )
 
 
+R = TypeVar("R")
+
+
+def wait_for_result(
+    key: str,
+    poll: Callable[[], R | None],
+    timeout_ms: float | None,
+    *,
+    timed_out: Callable[[], R],
+    failed: Callable[[BrokerError], R],
+) -> R:
+    """Call `poll()` until it answers (not None), for at most `timeout_ms` (see `_deadline`).
+
+    On PostgreSQL the wait listens for the NOTIFY that names `key` (a task or workflow id);
+    elsewhere it polls, briefly at first. Even with notifications it looks again now and then: a
+    NOTIFY is a hint, not a promise. A database error ends the wait with `failed(error)`."""
+    deadline = _deadline(timeout_ms)
+    try:
+        broker = _broker()
+        waiter = broker.result_waiter(key)
+        wait = waiter.__enter__()
+    except BrokerError as exc:
+        return failed(exc)
+    try:
+        delay, longest = (0.002, 0.05) if broker.default_poll_interval_s < 1 else (1.0, 1.0)
+        while True:
+            result = poll()
+            if result is not None:
+                return result
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return timed_out()
+            try:
+                wait(delay if remaining is None else min(delay, remaining))
+            except BrokerError as exc:
+                return failed(exc)
+            delay = min(delay * 1.5, longest)
+    finally:
+        waiter.__exit__(None, None, None)
+
+
+
+async def wait_for_result_async(
+    poll: Callable[[], R | None], timeout_ms: float | None, *, timed_out: Callable[[], R]
+) -> R:
+    """`wait_for_result()` for an event loop: polls (in Django's sync thread) without holding one."""
+    deadline = _deadline(timeout_ms)
+    delay = 0.002
+    poll_async = sync_to_async(poll, thread_sensitive=True)
+    while True:
+        result = await poll_async()
+        if result is not None:
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            return timed_out()
+        await asyncio.sleep(delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 1.5, 0.05)
+
 def _broker() -> Broker:
     from .broker import get_broker
 
@@ -345,47 +403,19 @@ class TaskHandle(Generic[T]):
         """
         if self._final is not None:
             return self._final
-        deadline = _deadline(timeout_ms)
-        try:
-            broker = _broker()
-            waiter = broker.result_waiter(self.task_id)
-            wait = waiter.__enter__()
-        except BrokerError as exc:
-            return _broker_error(self.task_id, exc)
-        try:
-            # Even with notifications, look again now and then: a NOTIFY is a hint, not a promise.
-            delay, longest = (0.002, 0.05) if broker.default_poll_interval_s < 1 else (1.0, 1.0)
-            while True:
-                result = self._poll()
-                if result is not None:
-                    return result
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return self._timed_out(timeout_ms)
-                try:
-                    wait(delay if remaining is None else min(delay, remaining))
-                except BrokerError as exc:
-                    return _broker_error(self.task_id, exc)
-                delay = min(delay * 1.5, longest)
-        finally:
-            waiter.__exit__(None, None, None)
+        return wait_for_result(
+            self.task_id,
+            self._poll,
+            timeout_ms,
+            timed_out=lambda: self._timed_out(timeout_ms),
+            failed=lambda exc: _broker_error(self.task_id, exc),
+        )
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: waits without holding a thread."""
         if self._final is not None:
             return self._final
-        deadline = _deadline(timeout_ms)
-        delay = 0.002
-        poll = sync_to_async(self._poll, thread_sensitive=True)
-        while True:
-            result = await poll()
-            if result is not None:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                return self._timed_out(timeout_ms)
-            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
-            await asyncio.sleep(pause)
-            delay = min(delay * 1.5, 0.05)
+        return await wait_for_result_async(self._poll, timeout_ms, timed_out=lambda: self._timed_out(timeout_ms))
 
     def _timed_out(self, timeout_ms: int | None) -> TaskResult[T, TaskError]:
         return _retrieval_error(

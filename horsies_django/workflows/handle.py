@@ -7,9 +7,7 @@ fold errors into a `TaskResult(err=TaskError(...))`, as `TaskHandle.get()` does.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -230,31 +228,15 @@ class WorkflowHandle(Generic[T]):
         """Wait up to `timeout_ms` (None: no limit) for the workflow to end; its result, or
         WAIT_TIMEOUT (the workflow may still run), or WORKFLOW_PAUSED while it is paused. On
         PostgreSQL the wait listens for the NOTIFY of the transaction that ended it."""
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        try:
-            from ..broker import get_broker
+        from ..app import wait_for_result
 
-            broker = get_broker()
-            waiter = broker.result_waiter(self.workflow_id)
-            wait = waiter.__enter__()
-        except Exception as exc:
-            return _error(OperationalErrorCode.BROKER_ERROR, f"database error: {exc}")
-        try:
-            delay, longest = (0.002, 0.05) if broker.default_poll_interval_s < 1 else (1.0, 1.0)
-            while True:
-                result = self._poll()
-                if result is not None:
-                    return result
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return self._timed_out(timeout_ms)
-                try:
-                    wait(delay if remaining is None else min(delay, remaining))
-                except Exception as exc:
-                    return _error(OperationalErrorCode.BROKER_ERROR, f"database error: {exc}")
-                delay = min(delay * 1.5, longest)
-        finally:
-            waiter.__exit__(None, None, None)
+        return wait_for_result(
+            self.workflow_id,
+            self._poll,
+            timeout_ms,
+            timed_out=lambda: self._timed_out(timeout_ms),
+            failed=lambda exc: _error(OperationalErrorCode.BROKER_ERROR, f"database error: {exc}"),
+        )
 
     def _timed_out(self, timeout_ms: int | None) -> TaskResult[T, TaskError]:
         return _error(
@@ -315,17 +297,9 @@ class WorkflowHandle(Generic[T]):
 
     async def get_async(self, timeout_ms: int | None = None) -> TaskResult[T, TaskError]:
         """`get()` for an event loop: polls without holding a thread."""
-        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
-        delay = 0.002
-        poll = sync_to_async(self._poll, thread_sensitive=True)
-        while True:
-            result = await poll()
-            if result is not None:
-                return result
-            if deadline is not None and time.monotonic() >= deadline:
-                return self._timed_out(timeout_ms)
-            await asyncio.sleep(delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 1.5, 0.05)
+        from ..app import wait_for_result_async
+
+        return await wait_for_result_async(self._poll, timeout_ms, timed_out=lambda: self._timed_out(timeout_ms))
 
 
 def _error(code: Any, message: str) -> TaskResult[Any, TaskError]:

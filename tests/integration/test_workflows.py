@@ -103,6 +103,15 @@ def test_from_node_of_something_not_a_node_is_refused_at_start(upstream: Any) ->
     assert not Workflow.objects.exists() and not Task.objects.exists()
 
 
+@pytest.mark.parametrize("timeout_ms", [float("nan"), -1, 0, float("-inf")])
+def test_get_with_a_timeout_that_is_no_wait_looks_once(timeout_ms: float) -> None:
+    # It used to wait forever on NaN; it shares the task handle's wait now.
+    handle = started(app.workflow("etl", tasks=list(etl())))
+    assert handle.get(timeout_ms=timeout_ms).unwrap_err().error_code == RetrievalCode.WAIT_TIMEOUT
+    with pytest.raises(TypeError):
+        handle.get(timeout_ms="10")  # type: ignore[arg-type]
+
+
 def test_without_output_get_returns_every_nodes_result_by_node_id() -> None:
     a = TaskNode(fn=wt.square, kwargs={"n": 3}, node_id="a")
     b = TaskNode(fn=wt.square, kwargs={"n": 4}, node_id="b")
