@@ -35,7 +35,8 @@ def task_of(handle: WorkflowHandle[Any], node_id: str) -> Callable[[], Task | No
 
 
 def test_two_dependencies_ending_at_once_on_two_workers_send_the_fan_in_once(tmp_path: Path) -> None:
-    workers = [start_worker("--concurrency", "1"), start_worker("--concurrency", "1")]
+    # No prefetch: each worker holds exactly the one task it runs, so the two dependencies land on two workers.
+    workers = [start_worker("--concurrency", "1", "--prefetch", "0") for _ in range(2)]
     try:
         for round_ in range(6):
             gate = tmp_path / f"gate-{round_}"
