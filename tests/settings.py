@@ -25,3 +25,15 @@ HORSIES = {
 
 # Schedules for worker subprocesses, as JSON (tests/integration/test_schedules.py sets it; others leave it empty).
 HORSIES["SCHEDULES"] = env.json("HORSIES_TEST_SCHEDULES", default={})  # noqa: F405
+
+# django.tasks (Django 6) or the django-tasks backport (Django 5.2): tests/djtaskapp's tasks run on
+# "default" (horsies_django) and, for comparison, on Django's own immediate backend.
+import importlib.util  # noqa: E402
+
+_TASKS_PACKAGE = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+_IMMEDIATE = f"{_TASKS_PACKAGE}.backends.immediate.ImmediateBackend"
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.djtaskapp"]
+TASKS = {
+    "default": {"BACKEND": "horsies_django.backends.HorsiesBackend", "QUEUES": ["default", "standard", "critical"]},
+    "immediate": {"BACKEND": _IMMEDIATE, "QUEUES": []},
+}
