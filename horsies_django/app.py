@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from . import signals
 from .conf import DEFAULT_QUEUE, SettingsError, get_settings
 from .types.codec import CodecError, TaskDefinitionError, TaskSignature, decode_result
 from .types.codes import (
@@ -473,6 +474,7 @@ class TaskFunction(Generic[P, T]):
             if rows[0].idempotency_key is not None:
                 window = timedelta(seconds=get_settings().idempotency_window_s)
                 existing_id = _broker().enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
+                signals.sent(self, rows if existing_id == str(rows[0].id) else [])
                 return Ok([TaskHandle(existing_id, self)])
             _broker().enqueue_many(rows)
         except Exception as exc:
@@ -485,6 +487,7 @@ class TaskFunction(Generic[P, T]):
                     task_id=str(rows[0].id) if len(rows) == 1 else None,
                 )
             )
+        signals.sent(self, rows)
         return Ok([TaskHandle(str(row.id), self) for row in rows])
 
     def _async_context(self, method: str) -> Err[TaskSendError]:

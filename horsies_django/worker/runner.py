@@ -16,6 +16,7 @@ from typing import Literal
 from django.db import close_old_connections, connections
 from django.utils import timezone
 
+from .. import signals
 from ..app import Horsies
 from ..app import app as default_app
 from ..broker import Broker, ClaimedTask, Finish, get_broker
@@ -187,6 +188,7 @@ class Worker:
         )
         pool = self.pool = self._make_pool()
         self._register()
+        signals.send(signals.worker_started, self, worker_id=self.worker_id)
         next_maintenance = 0.0
         try:
             while True:
@@ -213,6 +215,7 @@ class Worker:
             pool.close(kill=True)
             self._save()
             self._unregister()
+            signals.send(signals.worker_stopped, self, worker_id=self.worker_id, stats=self.stats)
         logger.info(
             "worker stopped id=%s claimed=%d completed=%d failed=%d retried=%d throughput=%.1f/s",
             self.worker_id,
@@ -278,6 +281,7 @@ class Worker:
             deadline = started + timeout_ms / 1000 if timeout_ms else None
             self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms, deadline=deadline)
             pool.submit(task)
+        signals.claimed(self, claimed)
         return len(claimed)
 
     def _limits_apply(self) -> bool:
@@ -432,6 +436,7 @@ class Worker:
             else:
                 self.stats.retried += 1
             logger.debug("task finished id=%s status=%s", finish.task_id, finish.status)
+        signals.finished(self, batch, applied)
 
     def _maintain(self, pool: TaskPool) -> None:
         """Heartbeat; renew leases (stopping tasks cancelled meanwhile); expire stale sends; re-run
