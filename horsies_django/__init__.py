@@ -6,6 +6,8 @@ from horsies_django import app, TaskResult, TaskError
 def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 """
 
+__version__ = "0.1.0"
+
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app
 from .types.codec import TaskDefinitionError
 from .types.codes import (
@@ -21,6 +23,7 @@ from .types.retry import RetryPolicy
 from .worker.execute import TaskContext, current_task
 
 __all__ = [
+    "__version__",
     "BuiltInTaskCode",
     "ContractCode",
     "Err",
