@@ -102,6 +102,13 @@ def _in_event_loop() -> bool:
     return True
 
 
+def _send_on_commit_by_default() -> bool:
+    try:
+        return get_settings().send_on_commit
+    except SettingsError:
+        return False  # send() then reports the bad setting as VALIDATION_FAILED
+
+
 def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = False) -> Err[TaskSendError]:
     return Err(TaskSendError(code=code, message=message, retryable=retryable))
 
@@ -530,7 +537,42 @@ class TaskFunction(Generic[P, T]):
         """Queue the task now. Returns `Ok(TaskHandle)` or `Err(TaskSendError)`; writes nothing on error."""
         if _in_event_loop():
             return self._async_context("send")
+        if _send_on_commit_by_default():
+            return self._send_on_commit(args, kwargs)
         return self._enqueue(args, kwargs, 0)
+
+    def send_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """Check and encode the call now; write the task once the current transaction commits
+        (`transaction.on_commit`), at once outside a transaction. A rollback sends nothing.
+
+        The handle's id is known at once, but its row exists only after the commit. A write that
+        fails after the commit is logged, since the caller has moved on."""
+        if _in_event_loop():
+            return self._async_context("send_on_commit")
+        return self._send_on_commit(args, kwargs)
+
+    def _send_on_commit(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskSendResult[TaskHandle[T]]:
+        from django.db import transaction
+
+        if self.options.idempotency_key is not None:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: an idempotency_key is resolved as the row is written; use send()",
+            )
+        match self._new_task(args, kwargs, 0):
+            case Ok(row):
+                transaction.on_commit(lambda: self._write_committed(row), using=get_settings().database)
+                return Ok(TaskHandle(str(row.id), self))
+            case Err() as error:
+                return error
+
+    def _write_committed(self, row: NewTask) -> None:
+        try:
+            _broker().enqueue_many([row])
+        except Exception as exc:  # Raising here would hit the code that committed, not the sender.
+            logger.error("send_on_commit: task %s id=%s was not written after the commit: %s", self.name, row.id, exc)
+            return
+        signals.sent(self, [row])
 
     def schedule(self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Queue the task to run no earlier than `delay_seconds` from now."""

@@ -49,6 +49,7 @@ class HorsiesSettings:
     exception_mapper: dict[type[BaseException], str] = field(default_factory=dict)
     cluster_max_concurrency: int | None = None
     idempotency_window_s: float = 86_400
+    send_on_commit: bool = False  # send() writes when the transaction commits, as send_on_commit() does
 
     def queue_priority(self, queue_name: str) -> int:
         queue = self.queues.get(queue_name)
@@ -93,7 +94,7 @@ def parse(raw: Any) -> HorsiesSettings:
         raise SettingsError("horsies_django.E001", "HORSIES must be a dict", "Set HORSIES = {...} or remove it.")
     known = {
         "DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION",
-        "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S",
+        "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S", "SEND_ON_COMMIT",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -187,6 +188,7 @@ def parse(raw: Any) -> HorsiesSettings:
         exception_mapper=_exception_mapper(raw.get("EXCEPTION_MAPPER", {})),
         cluster_max_concurrency=_cluster_cap(raw.get("CLUSTER_MAX_CONCURRENCY")),
         idempotency_window_s=float(_number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, where="")),
+        send_on_commit=_flag(raw, "SEND_ON_COMMIT"),
     )
 
 
