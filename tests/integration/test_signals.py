@@ -178,5 +178,16 @@ def test_no_receivers_means_no_extra_query(django_assert_num_queries: Any) -> No
         attempt_outcome="COMPLETED",
     )
     worker = Worker(burst=True, pool="threads")
-    with django_assert_num_queries(0):
-        signals.finished(worker, [finish], {handle.task_id})
+    # Other tests may have connected integrations (Sentry, Prometheus); set them aside here.
+    worker_signals = (signals.task_finished, signals.task_failed, signals.task_retried)
+    saved = [list(s.receivers) for s in worker_signals]
+    try:
+        for s in worker_signals:
+            s.receivers.clear()
+            s.sender_receivers_cache.clear()
+        with django_assert_num_queries(0):
+            signals.finished(worker, [finish], {handle.task_id})
+    finally:
+        for s, receivers in zip(worker_signals, saved, strict=True):
+            s.receivers[:] = receivers
+            s.sender_receivers_cache.clear()
