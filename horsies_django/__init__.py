@@ -6,6 +6,8 @@ from horsies_django import app, TaskResult, TaskError
 def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 """
 
+__version__ = "0.1.0"
+
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app, suppress_sends
 from .statuses import ENDED as TASK_TERMINAL_STATES
 from .statuses import TaskStatus
@@ -51,6 +53,7 @@ from .workflows.spec import (
 
 __all__ = [
     "TASK_TERMINAL_STATES",
+    "__version__",
     "BuiltInTaskCode",
     "ContractCode",
     "Err",

@@ -20,6 +20,7 @@ from django.core.exceptions import SynchronousOnlyOperation
 from django.db import DatabaseError
 from django.utils import timezone
 
+from . import signals
 from .broker.base import BrokerError
 from .conf import DEFAULT_QUEUE, HorsiesSettings, SettingsError, get_settings
 from .statuses import ENDED, AttemptOutcome, TaskStatus
@@ -337,6 +338,13 @@ def _broker() -> Broker:
 def _in_event_loop() -> bool:
     # The low-level form: no exception to raise and catch on every send outside a loop.
     return asyncio._get_running_loop() is not None
+
+
+def _send_on_commit_by_default() -> bool:
+    try:
+        return get_settings().send_on_commit
+    except SettingsError:
+        return False  # send() then reports the bad setting as VALIDATION_FAILED
 
 
 def _send_error(code: TaskSendErrorCode, message: str, *, retryable: bool = False) -> Err[TaskSendError]:
@@ -874,10 +882,12 @@ class TaskFunction(Generic[P, T]):
             if prepared.idempotency_key is not None:
                 window = timedelta(seconds=prepared.settings.idempotency_window_s)
                 existing_id = broker.enqueue_idempotent(rows[0], ended_after=timezone.now() - window)
+                signals.sent(self, rows if existing_id == str(rows[0].id) else [])
                 return Ok([TaskHandle(existing_id, self)])
             broker.enqueue_many(rows)
         except BrokerError as exc:
             return Err(_enqueue_failed(self.name, rows, exc, delay_s))
+        signals.sent(self, rows)
         return Ok([TaskHandle(str(row.id), self) for row in rows])
 
     def _suppressed(self) -> Err[TaskSendError]:
@@ -1041,7 +1051,49 @@ class TaskFunction(Generic[P, T]):
         """Queue the task now. Returns `Ok(TaskHandle)` or `Err(TaskSendError)`; writes nothing on error."""
         if _in_event_loop():
             return self._async_context("send")
+        if _send_on_commit_by_default():
+            return self._send_on_commit(args, kwargs)
         return self._enqueue(args, kwargs, 0)
+
+    def send_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
+        """Check and encode the call now; write the task once the current transaction commits
+        (`transaction.on_commit`), at once outside a transaction. A rollback sends nothing.
+
+        The handle's id is known at once, but its row exists only after the commit. A write that
+        fails after the commit is logged, since the caller has moved on."""
+        if _in_event_loop():
+            return self._async_context("send_on_commit")
+        return self._send_on_commit(args, kwargs)
+
+    def _send_on_commit(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TaskSendResult[TaskHandle[T]]:
+        from django.db import transaction
+
+        if sends_suppressed():
+            return self._suppressed()
+        if self.options.idempotency_key is not None:
+            return _send_error(
+                TaskSendErrorCode.VALIDATION_FAILED,
+                f"task {self.name!r}: an idempotency_key is resolved as the row is written; use send()",
+            )
+        match self._prepare():
+            case Err() as failed:
+                return failed
+            case Ok(prepared):
+                pass
+        match self._new_task(args, kwargs, 0, prepared):
+            case Ok(row):
+                transaction.on_commit(lambda: self._write_committed(row), using=get_settings().database)
+                return Ok(TaskHandle(str(row.id), self))
+            case Err() as error:
+                return error
+
+    def _write_committed(self, row: NewTask) -> None:
+        try:
+            _broker().enqueue_many([row])
+        except BrokerError as exc:  # Raising here would hit the code that committed, not the sender.
+            logger.error("send_on_commit: task %s id=%s was not written after the commit: %s", self.name, row.id, exc)
+            return
+        signals.sent(self, [row])
 
     def schedule(self, delay_seconds: float, *args: P.args, **kwargs: P.kwargs) -> TaskSendResult[TaskHandle[T]]:
         """Queue the task to run no earlier than `delay_seconds` from now."""

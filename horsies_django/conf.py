@@ -67,6 +67,7 @@ class HorsiesSettings:
     default_unhandled_error_code: str | None = None  # None: UNHANDLED_EXCEPTION
     cluster_max_concurrency: int | None = None
     idempotency_window_s: float = 86_400
+    send_on_commit: bool = False  # send() writes when the transaction commits, as send_on_commit() does
 
     def queue_priority(self, queue_name: str) -> int:
         queue = self.queues.get(queue_name)
@@ -157,7 +158,7 @@ def parse(raw: Any) -> HorsiesSettings:
     known = {
         "DATABASE", "QUEUES", "WORKER", "MAX_PAYLOAD_BYTES", "EXCEPTION_MAPPER", "POLL_ONLY", "RETENTION",
         "SCHEDULES", "CLUSTER_MAX_CONCURRENCY", "IDEMPOTENCY_WINDOW_S", "DEFAULT_UNHANDLED_ERROR_CODE",
-        "LISTEN_DATABASE",
+        "LISTEN_DATABASE", "SEND_ON_COMMIT",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -281,6 +282,7 @@ def parse(raw: Any) -> HorsiesSettings:
         idempotency_window_s=float(
             _number(raw, "IDEMPOTENCY_WINDOW_S", 86_400, minimum=0, maximum=MAX_IDEMPOTENCY_WINDOW_S, where="")
         ),
+        send_on_commit=_flag(raw, "SEND_ON_COMMIT"),
     )
 
 

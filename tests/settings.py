@@ -37,3 +37,14 @@ if env.str("HORSIES_TEST_DIRECT_URL", default=""):  # noqa: F405
         HORSIES["LISTEN_DATABASE"] = "direct"
     else:
         HORSIES["POLL_ONLY"] = True
+# django.tasks (Django 6) or the django-tasks backport (Django 5.2): tests/djtaskapp's tasks run on
+# "default" (horsies_django) and, for comparison, on Django's own immediate backend.
+import importlib.util  # noqa: E402
+
+_TASKS_PACKAGE = "django.tasks" if importlib.util.find_spec("django.tasks") else "django_tasks"
+_IMMEDIATE = f"{_TASKS_PACKAGE}.backends.immediate.ImmediateBackend"
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.djtaskapp"]
+TASKS = {
+    "default": {"BACKEND": "horsies_django.backends.HorsiesBackend", "QUEUES": ["default", "standard", "critical"]},
+    "immediate": {"BACKEND": _IMMEDIATE, "QUEUES": []},
+}

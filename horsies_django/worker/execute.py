@@ -219,7 +219,8 @@ def _execute(app: Horsies, claimed: ClaimedTask) -> Outcome:
     if task is None:
         return failure(
             OperationalErrorCode.WORKER_RESOLUTION_ERROR,
-            f"no task named {claimed.name!r} is registered in this worker (is its app's tasks.py installed?)",
+            f"no task named {claimed.name!r} is registered in this worker (is its app's tasks.py installed? "
+            "A worker started before the task was added must be restarted, or run with --reload)",
         )
     if not isinstance(claimed.arguments, dict):
         return failure(

@@ -16,6 +16,7 @@ from typing import Literal
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from .. import signals
 from ..app import Horsies
 from ..app import app as default_app
 from ..broker import Broker, BrokerError, ClaimedTask, Finish, get_broker
@@ -202,6 +203,7 @@ class Worker:
         )
         pool = self.pool = self._make_pool()
         self._register()
+        signals.send(signals.worker_started, self, worker_id=self.worker_id)
         next_maintenance = 0.0
         try:
             while True:
@@ -240,6 +242,7 @@ class Worker:
             pool.close(kill=True)
             self._save()
             self._unregister()
+            signals.send(signals.worker_stopped, self, worker_id=self.worker_id, stats=self.stats)
         logger.info(
             "worker stopped id=%s claimed=%d completed=%d failed=%d retried=%d throughput=%.1f/s",
             self.worker_id,
@@ -303,6 +306,7 @@ class Worker:
             timeout_ms = definition.timeout_ms if definition else None
             self._running[task.id] = _Running(task=task, started_at=now, timeout_ms=timeout_ms)
             pool.submit(task)
+        signals.claimed(self, claimed)
         return len(claimed)
 
     def _limits_apply(self) -> bool:
@@ -506,6 +510,7 @@ class Worker:
                 self.stats.released += 1
             else:
                 self.stats.retried += 1
+        signals.finished(self, saved.written, applied)
 
     def _maintain(self, pool: TaskPool) -> None:
         """Heartbeat; renew leases (stopping tasks cancelled meanwhile); expire stale sends; re-run

@@ -89,6 +89,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print JSON (one object per refresh) for scripts.")
         parser.add_argument(
+            "--prometheus",
+            action="store_true",
+            help="Print the queue metrics in Prometheus' text format (needs prometheus-client).",
+        )
+        parser.add_argument(
             "--watch",
             type=interval,
             nargs="?",
@@ -99,6 +104,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["prometheus"]:
+            from ...contrib.prometheus import exposition
+
+            self.stdout.write(exposition().decode(), ending="")
+            return
         watch: float | None = options["watch"]
         as_json: bool = options["json"]
         try:

@@ -7,13 +7,16 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
+from ... import __version__
 from ...worker import Worker
 from ...worker.procpool import DEFAULT_PREFETCH
+from ...worker.runner import WorkerStats
 
 
 def positive_int(value: str) -> int:
@@ -99,6 +102,21 @@ class Command(BaseCommand):
             help="Do not send due periodic tasks from this worker (some worker must; any number may).",
         )
         parser.add_argument("--worker-id", default=None, help="Name this worker (default: host:pid:random).")
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart when a Python file changes, with Django's autoreloader (as runserver does); for development.",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=non_negative_int,
+            default=0,
+            help="Serve this worker's Prometheus counters on this port; 0 serves none (default: %(default)s). "
+            "Needs prometheus-client.",
+        )
+
+    def get_version(self) -> str:
+        return __version__
 
     def handle(self, *args: Any, **options: Any) -> None:
         verbosity = options["verbosity"]
@@ -111,6 +129,11 @@ class Command(BaseCommand):
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logger.addHandler(handler)
             logger.setLevel(level)
+        if options["metrics_port"]:
+            from ...contrib.prometheus import record_task_metrics, start_http_server
+
+            record_task_metrics()
+            start_http_server(options["metrics_port"])
         worker = Worker(
             queues=options["queues"],
             concurrency=options["concurrency"],
@@ -137,7 +160,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
         try:
-            stats = worker.run()
+            stats = _run_with_reloader(worker) if options["reload"] else worker.run()
         finally:
             if handler is not None:
                 logger.removeHandler(handler)
@@ -147,3 +170,57 @@ class Command(BaseCommand):
                 f"{stats.throughput():.1f} tasks/s"
             )
         sys.stdout.flush()
+
+
+def _run_with_reloader(worker: Worker) -> WorkerStats:
+    """Run the worker under Django's autoreloader, as runserver does: a parent process starts this
+    command again whenever this one exits with code 3, which it does when a watched Python file
+    changes. Before that exit the worker stops as on Ctrl+C, so the tasks in hand finish or go back
+    to PENDING instead of waiting out their lease."""
+    from django.utils import autoreload
+
+    if os.environ.get(autoreload.DJANGO_AUTORELOAD_ENV) != "true":
+        sys.exit(_restart_until_done())
+    reloader = autoreload.get_reloader()
+    stats: list[WorkerStats] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            stats.append(worker.run())
+        finally:
+            done.set()
+            reloader.stop()  # a stop by signal ends the reloader's loop, and with it this process
+
+    def on_change(sender: object, file_path: object, **kwargs: object) -> None:
+        worker.stop()
+        done.wait()
+
+    autoreload.file_changed.connect(on_change, weak=False)
+    try:
+        autoreload.start_django(reloader, run)
+    finally:
+        autoreload.file_changed.disconnect(on_change)
+    return stats[0] if stats else worker.stats
+
+
+def _restart_until_done() -> int:
+    """The parent's side of --reload: start the command again as a child until it exits with a
+    code other than 3. Unlike Django's `restart_with_reloader`, signals are passed on to the child,
+    since a service manager (systemd, Docker) signals only this process, not its group."""
+    import subprocess
+
+    from django.utils import autoreload
+
+    env = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
+    while True:
+        child = subprocess.Popen(autoreload.get_child_arguments(), env=env, close_fds=False)  # noqa: S603
+
+        def forward(signum: int, frame: FrameType | None, child: subprocess.Popen[bytes] = child) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        code = child.wait()
+        if code != 3:
+            return code
