@@ -114,14 +114,17 @@ class HorsiesBackend(BaseTaskBackend):
     """Priorities are stored in our order (see the module docstring)."""
 
     def validate_task(self, task: DjangoTask[..., Any]) -> None:
+        # Django calls this when `@task` decorates, at import: a queue missing from
+        # HORSIES['QUEUES'] is refused at enqueue (and reported by `manage.py check` for
+        # @app.task ones, E011), not with a traceback that keeps the project from starting.
         super().validate_task(task)
-        unknown = get_settings().unknown_queue(task.queue_name)
-        if unknown:
-            raise InvalidTask(unknown)
         _register(task)
 
     def enqueue(self, task: DjangoTask[Any, Any], args: Any, kwargs: Any) -> DjangoTaskResult[Any, Any]:
         self.validate_task(task)
+        unknown = get_settings().unknown_queue(task.queue_name)
+        if unknown:
+            raise InvalidTask(unknown)
         args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
         try:
             dumps([args, kwargs])  # NaN and infinities: JSON cannot spell them; refuse, do not store null

@@ -251,12 +251,25 @@ def _template_main(sock: socket.socket) -> NoReturn:
     _exit(0)
 
 
-def spawned_template_main(fd: int) -> NoReturn:
-    """Entry point of a template started as a fresh interpreter (Django is set up already)."""
+def spawned_template_main(fd: int, database_names: dict[str, Any] | None = None) -> NoReturn:
+    """Entry point of a template started as a fresh interpreter (Django is set up already).
+
+    `database_names`: each alias's database NAME in the supervisor, which may have been changed
+    after its settings were read (a test runner's test database); the children use the same."""
+    for alias, name in (database_names or {}).items():
+        if alias in connections.settings:
+            connections.settings[alias]["NAME"] = name
+            connections[alias].settings_dict["NAME"] = name
     sock = socket.socket(fileno=fd)
     connections.close_all()
     _send_message(sock, ("ready",))
     _template_main(sock)
+
+
+def _database_names() -> dict[str, Any]:
+    """The NAME each database alias of this process uses now (plain values, for a `repr`)."""
+    names = {alias: connections[alias].settings_dict.get("NAME") for alias in connections}
+    return {alias: str(name) if isinstance(name, os.PathLike) else name for alias, name in names.items()}
 
 
 class _Template:
@@ -307,7 +320,7 @@ class _Template:
         code = (
             f"import sys; sys.path[:] = {sys.path!r}; import django; django.setup(); "
             "from horsies_django.worker.procpool import spawned_template_main; "
-            f"spawned_template_main({theirs.fileno()})"
+            f"spawned_template_main({theirs.fileno()}, {_database_names()!r})"
         )
         flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
         self.process = subprocess.Popen(  # noqa: S603 (our own interpreter and code)

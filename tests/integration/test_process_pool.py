@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -200,6 +201,32 @@ def test_max_tasks_per_child_is_never_exceeded_with_prefetch(make_pool: Callable
     pids = list(Run.objects.order_by("at", "id").values_list("worker_pid", flat=True))
     assert len(pids) == 7
     assert [pids.count(pid) for pid in dict.fromkeys(pids)] == [3, 3, 1]
+
+
+def test_a_pool_started_beside_other_threads_uses_this_process_database(
+    make_pool: Callable[..., ProcessTaskPool],
+) -> None:
+    # Another thread makes the pool start its template as a fresh interpreter instead of a fork;
+    # its children must still use the database this process uses (here, the test database).
+    release = threading.Event()
+    bystander = threading.Thread(target=release.wait)
+    bystander.start()
+    try:
+        pool = make_pool(1)
+        assert pool_template_was_spawned(pool)
+        for i in range(3):
+            pool.submit(claimed("tests.record", key=f"spawned-{i}"))
+        collect(pool, 3)
+    finally:
+        release.set()
+        bystander.join()
+    assert sorted(Run.objects.values_list("key", flat=True)) == ["spawned-0", "spawned-1", "spawned-2"]
+
+
+def pool_template_was_spawned(pool: ProcessTaskPool) -> bool:
+    return any(
+        getattr(template, "process", None) is not None for template in vars(pool).values() if hasattr(template, "spawn")
+    )
 
 
 # -- real workers -------------------------------------------------------------------------
