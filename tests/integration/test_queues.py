@@ -13,11 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from horsies_django import Horsies, TaskDefinitionError, TaskError, TaskResult, TaskSendErrorCode
-from horsies_django.broker import get_broker
+from horsies_django.broker import BrokerError, get_broker
 from horsies_django.conf import get_settings
 from horsies_django.models import RateLimitStart, Task, TaskAttempt
 from horsies_django.worker import Worker
@@ -151,7 +151,7 @@ def test_an_uncapped_queue_claims_while_a_capped_queue_is_locked(settings: Any) 
                 cursor.execute("SET lock_timeout = '300ms'")
             assert claim(["default"]) == [free.task_id]  # no wait: "default" has no cap
             for queues in (["bulk"], None):
-                with pytest.raises(DatabaseError, match="lock timeout"):
+                with pytest.raises(BrokerError, match="lock timeout"):
                     claim(queues)
         finally:
             release.set()
