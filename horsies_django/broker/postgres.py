@@ -49,6 +49,8 @@ class PostgresBroker(Broker):
     json_placeholder = "%s::jsonb"
     lock_rows = " FOR UPDATE SKIP LOCKED"
     default_poll_interval_s = 1.0
+    # Whether execute_prepared() may prepare: off for the process once a pooler has lost a statement.
+    prepare_statements = True
     driver_errors = (*Broker.driver_errors, psycopg.Error)
     transient_errors = (
         *Broker.transient_errors,
@@ -138,7 +140,42 @@ class PostgresBroker(Broker):
             sql = self._insert_one_notify
             params += [NEW_TASK_CHANNEL, task.queue_name]
         with self.fast_cursor() as cursor:
+            self.execute_prepared(cursor, sql, params)
+
+    def execute_prepared(self, cursor: Any, sql: str, params: Sequence[Any]) -> None:
+        """Run a hot statement as a server-side prepared statement, when that is safe.
+
+        Planning this table's INSERT costs about as much as running it, and Django turns psycopg's
+        prepared statements off (`prepare_threshold=None`) so that transaction poolers keep
+        working. A broker that listens on its own connection has a session of its own (LISTEN
+        needs one), so a statement prepared there is still there for the next send; a pooled
+        broker (POLL_ONLY, or LISTEN_DATABASE set) prepares only if Django's OPTIONS asked for it.
+        The connection's threshold is put back at once: Django's own queries stay unprepared.
+        """
+        psycopg_connection = cursor.connection
+        threshold = psycopg_connection.prepare_threshold
+        if self.pooled or not self.prepare_statements or threshold is not None:
             cursor.execute(sql, params)
+            return
+        psycopg_connection.prepare_threshold = 0
+        try:
+            cursor.execute(sql, params, prepare=True)
+        except (psycopg.errors.InvalidSqlStatementName, psycopg.errors.DuplicatePreparedStatement):
+            # The statement is not in this server session, or its name is taken by another client's:
+            # a transaction pooler in front of a broker configured as direct. The process stops
+            # preparing; a send in autocommit can simply be made again, one inside the caller's
+            # transaction fails (ENQUEUE_FAILED).
+            PostgresBroker.prepare_statements = False
+            logger.warning(
+                "a prepared statement and its database session disagree: is DATABASE behind a "
+                "transaction pooler? Set HORSIES['POLL_ONLY'] or HORSIES['LISTEN_DATABASE'] (docs/scaling.md)"
+            )
+            if not self.connection.get_autocommit() or self.connection.in_atomic_block:
+                raise
+            psycopg_connection.prepare_threshold = threshold
+            cursor.execute(sql, params)
+        finally:
+            psycopg_connection.prepare_threshold = threshold
 
     def wait_for_new_work(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until a NOTIFY says tasks were sent or a schedule changed, `stop` is set, or

@@ -1,0 +1,121 @@
+"""PostgreSQL: a single `send()` runs its INSERT as a server-side prepared statement when the
+broker has a session of its own, never behind a pooler, and leaves Django's connection as it was.
+
+Planning the task table's INSERT costs about as much as running it; Django turns psycopg's
+prepared statements off (`prepare_threshold=None`) so that transaction poolers keep working.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from horsies_django import TaskSendErrorCode
+from horsies_django.broker import NewTask, get_broker
+from horsies_django.broker.postgres import PostgresBroker
+from horsies_django.models import Task
+from tests.taskapp.tasks import add
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif("connection.vendor != 'postgresql'", reason="prepared statements of PostgreSQL sessions"),
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new server session (psycopg numbers its statements from `_pg3_0` again) and the
+    process-wide switch that a lost statement turns off, put back after each test."""
+    monkeypatch.setattr(PostgresBroker, "prepare_statements", True)
+    connection.close()
+
+
+def _prepared_inserts() -> list[str]:
+    """The task-table INSERTs prepared in this session (psycopg names them `_pg3_N`)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s", ["%INSERT INTO%"])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _send(count: int) -> None:
+    for i in range(count):
+        add.send(i, 1).unwrap()
+
+
+def test_a_send_on_a_direct_connection_is_prepared_and_django_stays_unprepared() -> None:
+    assert not get_broker().pooled
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold is None  # Django's default
+    _send(3)
+    statements = _prepared_inserts()
+    assert len(statements) == 1, statements
+    assert "horsies_task" in statements[0]
+    # The threshold is back to Django's: its own queries are still not prepared.
+    assert connection.connection.prepare_threshold is None
+    list(Task.objects.filter(name="never").values_list("id"))
+    assert _prepared_inserts() == statements
+    assert Task.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "broker",
+    [
+        pytest.param(lambda: PostgresBroker("default", poll_only=True), id="poll-only"),
+        pytest.param(lambda: PostgresBroker("default", listen_alias="direct"), id="listen-elsewhere"),
+    ],
+)
+def test_a_pooled_broker_prepares_nothing(broker: Callable[[], PostgresBroker]) -> None:
+    pooled = broker()
+    assert pooled.pooled
+    for _ in range(3):
+        now = timezone.now()
+        pooled.enqueue_many(
+            [NewTask(id=uuid.uuid4(), name="tests.add", queue_name="default", priority=100, arguments_json="{}",
+                     run_at=now, enqueued_at=now, good_until=None, max_retries=0)]
+        )  # fmt: skip
+    assert _prepared_inserts() == []
+    assert Task.objects.count() == 3
+
+
+@pytest.mark.parametrize(
+    "pooler_mischief",
+    [
+        # Another client's server session: the statement this connection prepared is not there.
+        pytest.param("DEALLOCATE ALL", id="statement-gone"),
+        # A server session some other client prepared psycopg's first name in.
+        pytest.param("PREPARE _pg3_0 AS SELECT 1", id="name-taken"),
+    ],
+)
+def test_a_pooler_behind_a_direct_broker_costs_no_send(
+    pooler_mischief: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if pooler_mischief.startswith("DEALLOCATE"):
+        _send(1)  # psycopg now believes the statement is prepared
+    connection.ensure_connection()
+    # Behind psycopg's back, as a pooler handing this client another server session would.
+    connection.connection.pgconn.exec_(pooler_mischief.encode())
+    with caplog.at_level(logging.WARNING, logger="horsies_django"):
+        _send(2)  # in autocommit: made again unprepared
+    assert "transaction pooler" in caplog.text
+    assert PostgresBroker.prepare_statements is False
+    assert Task.objects.count() == (3 if pooler_mischief.startswith("DEALLOCATE") else 2)
+    _send(1)
+    assert Task.objects.count() == (4 if pooler_mischief.startswith("DEALLOCATE") else 3)
+
+
+def test_inside_a_transaction_a_lost_statement_fails_that_send_and_the_next_send_works() -> None:
+    _send(1)
+    connection.ensure_connection()
+    connection.connection.pgconn.exec_(b"DEALLOCATE ALL")
+    with transaction.atomic():
+        sent = add.send(1, 1)
+    assert sent.is_err()
+    assert sent.unwrap_err().code == TaskSendErrorCode.ENQUEUE_FAILED
+    assert Task.objects.count() == 1
+    _send(1)
+    assert Task.objects.count() == 2
