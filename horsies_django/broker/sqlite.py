@@ -40,19 +40,6 @@ class SqliteBroker(Broker):
             return parsed
         return parsed.replace(tzinfo=UTC)
 
-    @contextmanager
-    def fast_cursor(self) -> Iterator[Any]:
-        """The sqlite3 cursor under Django's, for the send path: `?` placeholders, no query
-        rewriting or wrappers on the way. Same connection, same transaction, Django's errors."""
-        connection = self.connection
-        connection.ensure_connection()
-        with connection.wrap_database_errors:
-            cursor = connection.connection.cursor()
-            try:
-                yield cursor
-            finally:
-                cursor.close()
-
     def _utc_text(self, value: datetime) -> str:
         """`db_datetime` for a database kept in UTC (Django's default): the text Django writes."""
         if value.tzinfo is not UTC:
@@ -60,6 +47,7 @@ class SqliteBroker(Broker):
         return value.replace(tzinfo=None).isoformat(" ")
 
     _insert_row = f"(?, ?, ?, ?, {SQL_PENDING}, ?, NULL, NULL, '', '', 0, ?, 0, ?, ?, ?, 0, ?)"
+    _insert_one = f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES {_insert_row}"
 
     def enqueue_many(self, tasks: Sequence[NewTask]) -> None:
         if not tasks or len(tasks) > INSERT_CHUNK:
@@ -77,9 +65,16 @@ class SqliteBroker(Broker):
                 enqueued_at if task.run_at == task.enqueued_at else db_datetime(task.run_at), enqueued_at,
                 None if task.good_until is None else db_datetime(task.good_until), task.idempotency_key,
             ]  # fmt: skip
-        sql = f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES " + ", ".join([self._insert_row] * len(tasks))
-        with self.fast_cursor() as cursor:
-            cursor.execute(sql, params)
+        sql = self._insert_one if len(tasks) == 1 else self._insert_many(len(tasks))
+        # The sqlite3 connection under Django's: `?` placeholders, no query rewriting or wrappers
+        # on the way. Same connection, same transaction, Django's error classes.
+        connection.ensure_connection()
+        with connection.wrap_database_errors:
+            connection.connection.execute(sql, params)
+
+    @staticmethod
+    def _insert_many(count: int) -> str:
+        return f"INSERT INTO {TASK_TABLE} ({TASK_COLUMNS}) VALUES " + ", ".join([SqliteBroker._insert_row] * count)
 
     @contextmanager
     def write_transaction(self) -> Iterator[CursorWrapper]:

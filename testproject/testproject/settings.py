@@ -55,9 +55,10 @@ DATABASES = {
 # TEST_DB_NAME lets several test runs share a machine without sharing a test database.
 TEST_DB_NAME = env.str("TEST_DB_NAME", default="")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the worker read while the web process writes; a busy timeout makes writers wait their turn.
+    # WAL lets the worker read while the web process writes; a busy timeout makes writers wait their turn;
+    # a larger autocheckpoint makes checkpoints (each one an fsync) rarer (docs/settings.md, "SQLite").
     DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA wal_autocheckpoint=10000;",
         "timeout": 20,
     }
     # The test database must be a file so that worker subprocesses in the tests can open it.
