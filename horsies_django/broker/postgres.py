@@ -139,7 +139,10 @@ class PostgresBroker(Broker):
         else:
             sql = self._insert_one_notify
             params += [NEW_TASK_CHANNEL, task.queue_name]
-        with self.fast_cursor() as cursor:
+        # fast_cursor(), inlined: every single send comes this way.
+        connection = self.connection
+        connection.ensure_connection()
+        with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
             self.execute_prepared(cursor, sql, params)
 
     def execute_prepared(self, cursor: Any, sql: str, params: Sequence[Any]) -> None:
@@ -170,7 +173,8 @@ class PostgresBroker(Broker):
                 "a prepared statement and its database session disagree: is DATABASE behind a "
                 "transaction pooler? Set HORSIES['POLL_ONLY'] or HORSIES['LISTEN_DATABASE'] (docs/scaling.md)"
             )
-            if not self.connection.get_autocommit() or self.connection.in_atomic_block:
+            connection = self.connection
+            if not connection.get_autocommit() or connection.in_atomic_block:
                 raise
             psycopg_connection.prepare_threshold = threshold
             cursor.execute(sql, params)
