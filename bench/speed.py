@@ -307,7 +307,9 @@ def measure_claims(library: Library, *, rows: int, tasks: int, batch: int) -> di
         horsies.analyze()
         return _time_claims(tasks, batch)
 
-    for label, history in (("empty", 0), ("history", rows)):
+    # The empty table is measured before and after the history, so that a change in the machine's
+    # load during the long insert shows as two baselines that disagree.
+    for label, history in (("empty", 0), ("history", rows), ("empty_after", 0)):
         _surviving_restarts(horsies.reset)
         started = time.perf_counter()
         if history and connection.vendor == "postgresql":
@@ -384,14 +386,29 @@ def print_tables(results: Results, libraries: list[str], pools: list[str], optio
         print(f"## claims with {options.with_history:,} finished rows in the table (horsies, one process)")
         print()
         table = []
-        for q in ("p50", "p99"):
-            empty, full = claims["empty"]["claims"][q], claims["history"]["claims"][q]
-            table.append([f"claim of {claims['batch']}, {q} (ms)", f"{empty:.3f}", f"{full:.3f}", ratio(full, empty)])
-        empty, full = claims["empty"]["mean_ms"], claims["history"]["mean_ms"]
-        table.append([f"claim of {claims['batch']}, mean (ms)", f"{empty:.3f}", f"{full:.3f}", ratio(full, empty)])
-        _print_markdown(["measure", "empty table", "with history", "history/empty"], table)
+        for label, key in [(q, ("claims", q)) for q in ("p50", "p99")] + [("mean", ("mean_ms",))]:
+            before, full, after = (number(claims.get(run), key) for run in ("empty", "history", "empty_after"))
+            baseline = _baseline(before, after)
+            table.append(
+                [
+                    f"claim of {claims['batch']}, {label} (ms)",
+                    f"{before:.3f}" if before is not None else "n/a",
+                    f"{full:.3f}" if full is not None else "n/a",
+                    f"{after:.3f}" if after is not None else "n/a",
+                    ratio(full, baseline),
+                ]
+            )
+        _print_markdown(
+            ["measure", "empty table, before", "with history", "empty table, after", "history/empty (mean of both)"],
+            table,
+        )
         print(f"\nInserting the history took {claims['history_insert_s']:.0f}s.")
     print_targets(results, libraries, options)
+
+
+def _baseline(before: float | None, after: float | None) -> float | None:
+    known = [value for value in (before, after) if value is not None]
+    return statistics.fmean(known) if known else None
 
 
 def print_targets(results: Results, libraries: list[str], options: argparse.Namespace) -> None:
@@ -443,6 +460,33 @@ def print_targets(results: Results, libraries: list[str], options: argparse.Name
         )
         send = number(_get(results, "send", ""), ("rate",))
         add("SQLite: single send", ">= 8,000/s", send, fmt_rate(send), None if send is None else send >= 8000)
+    scale = _get(results, "scale", "processes")
+    if scale and "rate" in scale:
+        scaled = number(scale, ("steady_rate",))
+        per_worker = number(scale, ("per_worker",))
+        bound = 2 + options.scale_concurrency  # docs/worker.md, "Database connections"
+        held = None if scaled is None or steady is None else scaled >= steady
+        add(
+            f"scale-out, process pool, {options.scale_workers} workers x {options.scale_concurrency}: steady "
+            "state, and connections per worker",
+            f">= the 2 workers' steady state; <= {bound} per worker",
+            scaled,
+            f"{fmt_rate(scaled)} (2 workers: {fmt_rate(steady)}); peak {per_worker:.1f} per worker",
+            None if held is None or per_worker is None else held and per_worker <= bound,
+        )
+    claims = _get(results, "claims", f"{options.with_history:,} rows")
+    if claims:
+        key = ("claims", "p50")
+        full = number(claims.get("history"), key)
+        baseline = _baseline(number(claims.get("empty"), key), number(claims.get("empty_after"), key))
+        slower = None if full is None or baseline is None else full / baseline - 1
+        add(
+            f"claims with {options.with_history:,} finished rows: p50 slower than on an empty table by",
+            "<= 10%",
+            slower,
+            f"{slower * 100:+.1f}%" if slower is not None else "n/a",
+            None if slower is None else slower <= 0.10,
+        )
     punctuality = _get(results, "punctuality", "processes") or _get(results, "punctuality", "threads")
     late = number(punctuality, ("late", "max"))
     limit = 100 if pg else 1000
