@@ -31,12 +31,19 @@ CANCELLABLE = frozenset({TaskStatus.PENDING, *HELD_STATUSES})
 
 
 @dataclass(frozen=True)
-class Operation:
+class Confirmed:
+    """An admin action as its confirmation page (confirm_base.html) and its report show it; the
+    task, workflow and schedule actions add how they select and apply."""
+
     action: str
     title: str
-    done: str
     explanation: str
     button: str
+    done: str
+
+
+@dataclass(frozen=True)
+class Operation(Confirmed):
     short: str
     eligible: Callable[[datetime], Q]
     applies: Callable[[Task, datetime], bool]
@@ -117,8 +124,7 @@ def operate(
         model_admin,
         request,
         "horsies_django/admin/confirm_action.html",
-        op.title,
-        op=op,
+        op,
         shown=shown,
         eligible_count=eligible_count,
         more_count=max(eligible_count - len(shown), 0),
@@ -128,12 +134,13 @@ def operate(
 
 
 def confirmation(
-    model_admin: ModelAdmin[Any], request: HttpRequest, template: str, title: str, **context: Any
+    model_admin: ModelAdmin[Any], request: HttpRequest, template: str, op: Confirmed, **context: Any
 ) -> TemplateResponse:
     """An action's confirmation page (tasks, workflows, schedules), with what each page posts back."""
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": title,
+        "title": op.title,
+        "op": op,
         "opts": model_admin.opts,
         # Posted back as they came: the ticked ids, or "every row the filters match" (select_across),
         # so that the confirmed post selects what the first one did.

@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 from .. import scheduler
 from ..models import Schedule, Task, TaskStatus
 from . import audit, display
-from .actions import confirmation, report
+from .actions import Confirmed, confirmation, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -70,12 +70,7 @@ def state_of(schedule: Schedule) -> str:
 
 
 @dataclass(frozen=True)
-class Toggle:
-    action: str
-    title: str
-    explanation: str
-    button: str
-    done: str
+class Toggle(Confirmed):
     paused: bool  # the state it applies to
     apply: Callable[[list[str]], list[str]]
 
@@ -222,8 +217,7 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
             self,
             request,
             "horsies_django/admin/confirm_schedules.html",
-            toggle.title,
-            op=toggle,
+            toggle,
             eligible=eligible,
             eligible_count=len(eligible),
             skipped_count=queryset.count() - len(eligible),

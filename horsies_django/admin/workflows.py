@@ -22,7 +22,7 @@ from ..models import Task
 from ..workflows.enums import WorkflowStatus, WorkflowTaskStatus
 from ..workflows.models import Workflow, WorkflowNode
 from . import display
-from .actions import back_to_detail, confirmation, report
+from .actions import Confirmed, back_to_detail, confirmation, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -57,13 +57,8 @@ BOX_W, BOX_H, GAP_X, GAP_Y = 150, 30, 60, 14
 
 
 @dataclass(frozen=True)
-class WorkflowOperation:
-    action: str
-    title: str
+class WorkflowOperation(Confirmed):
     short: str
-    explanation: str
-    button: str
-    done: str
     statuses: frozenset[str]
     apply: Callable[[str], bool]
 
@@ -331,8 +326,7 @@ class WorkflowAdmin(Operated, WorkflowAdminBase):
             self,
             request,
             "horsies_django/admin/confirm_workflows.html",
-            op.title,
-            op=op,
+            op,
             eligible=eligible,
             eligible_count=len(eligible),
             skipped_count=queryset.count() - len(eligible),
