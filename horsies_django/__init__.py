@@ -8,33 +8,14 @@ def validate_order(order: Order) -> TaskResult[ValidatedOrder, TaskError]: ...
 
 __version__ = "0.1.0"
 
+from . import types
 from .app import Horsies, TaskAttemptInfo, TaskFunction, TaskHandle, TaskInfo, app, suppress_sends
 from .statuses import ENDED as TASK_TERMINAL_STATES
 from .statuses import TaskStatus
+from .types import *  # noqa: F403  (the result types and codes; their list is types.__all__)
 from .types.codec import TaskDefinitionError
-from .types.codes import (
-    BuiltInTaskCode,
-    ContractCode,
-    OperationalErrorCode,
-    OutcomeCode,
-    RetrievalCode,
-    TaskSendErrorCode,
-    WorkflowCode,
-)
-from .types.results import (
-    Err,
-    Ok,
-    Result,
-    TaskError,
-    TaskResult,
-    TaskSendError,
-    TaskSendPayload,
-    TaskSendResult,
-    is_err,
-    is_ok,
-)
+from .types.codes import WorkflowCode
 from .types.retry import RetryPolicy
-from .types.status import TaskAttemptOutcome
 from .worker.execute import TaskContext, current_task
 from .workflows.context import WorkflowContext, WorkflowMeta
 from .workflows.enums import OnError, WorkflowStatus, WorkflowTaskStatus
@@ -54,37 +35,22 @@ from .workflows.spec import (
 __all__ = [
     "TASK_TERMINAL_STATES",
     "__version__",
-    "BuiltInTaskCode",
-    "ContractCode",
-    "Err",
     "HandleErrorCode",
     "HandleOperationError",
     "Horsies",
-    "Ok",
     "OnError",
-    "OperationalErrorCode",
-    "OutcomeCode",
-    "Result",
-    "RetrievalCode",
     "RetryPolicy",
     "SuccessCase",
     "SuccessPolicy",
     "TaskAttemptInfo",
-    "TaskAttemptOutcome",
     "TaskContext",
     "TaskDefinitionError",
-    "TaskError",
     "TaskFunction",
     "TaskHandle",
     "TaskInfo",
     "TaskNode",
     "FromNode",
     "from_node",
-    "TaskResult",
-    "TaskSendError",
-    "TaskSendErrorCode",
-    "TaskSendPayload",
-    "TaskSendResult",
     "TaskStatus",
     "WorkflowCode",
     "WorkflowContext",
@@ -99,7 +65,7 @@ __all__ = [
     "WorkflowTaskStatus",
     "app",
     "current_task",
-    "is_err",
-    "is_ok",
     "suppress_sends",
 ]
+# Re-exported as they are: types/ stays importable without Django, and its list is the one to extend.
+__all__ += types.__all__

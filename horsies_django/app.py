@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, Unpack, overload
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import SynchronousOnlyOperation
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .models import TaskStatus
     from .workflows.enums import OnError
     from .workflows.handle import WorkflowHandle
-    from .workflows.spec import SuccessPolicy, TaskNode, WorkflowSpec
+    from .workflows.spec import NodeOptions, SuccessPolicy, TaskNode, WorkflowSpec
 
 logger = logging.getLogger("horsies_django")
 
@@ -745,30 +745,19 @@ class TaskFunction(Generic[P, T]):
         bound._prepared = None
         return bound
 
-    def node(
-        self,
-        *,
-        waits_for: Sequence[TaskNode[Any]] | None = None,
-        args_from: Mapping[str, TaskNode[Any]] | None = None,
-        workflow_ctx_from: Sequence[TaskNode[Any]] | None = None,
-        queue: str | None = None,
-        priority: int | None = None,
-        allow_failed_deps: bool = False,
-        join: str = "all",
-        min_success: int | None = None,
-        good_until: datetime | None = None,
-        node_id: str | None = None,
-    ) -> Callable[..., TaskNode[T]]:
+    def node(self, **options: Unpack[NodeOptions]) -> Callable[..., TaskNode[T]]:
         """A workflow node of this task: `task.node(waits_for=[a], args_from={"x": a})(y=1)`.
-        The keyword arguments are its static arguments, checked against the signature at start."""
-        from .workflows.spec import TaskNode
+        `options` are `TaskNode`'s, with its defaults; the keyword arguments of the call are the
+        node's static arguments, checked against the signature at start."""
+        from .workflows.spec import NodeOptions, TaskNode
+
+        # Refused here, as a signature would: passed on, a misspelt option would fail only at the node's call.
+        unknown = sorted(options.keys() - NodeOptions.__optional_keys__)
+        if unknown:
+            raise TypeError(f"node() got an unexpected keyword argument {unknown[0]!r}")
 
         def make(**kwargs: Any) -> TaskNode[T]:
-            return TaskNode(
-                self, kwargs=kwargs, waits_for=waits_for, args_from=args_from, workflow_ctx_from=workflow_ctx_from,
-                queue=queue, priority=priority, allow_failed_deps=allow_failed_deps, join=join,
-                min_success=min_success, good_until=good_until, node_id=node_id,
-            )  # fmt: skip
+            return TaskNode(self, kwargs=kwargs, **options)
 
         return make
 

@@ -1,5 +1,7 @@
 """Retry, cancel and run-now as admin actions: a confirmation page first, then the broker's
-transition, in batches over every task the selection or the filter matches, with progress."""
+transition, in batches over every task the selection or the filter matches, with progress. The
+confirmation page, the report and the way back to the detail page serve the workflow and schedule
+actions too."""
 
 from __future__ import annotations
 
@@ -29,12 +31,19 @@ CANCELLABLE = frozenset({TaskStatus.PENDING, *HELD_STATUSES})
 
 
 @dataclass(frozen=True)
-class Operation:
+class Confirmed:
+    """An admin action as its confirmation page (confirm_base.html) and its report show it; the
+    task, workflow and schedule actions add how they select and apply."""
+
     action: str
     title: str
-    done: str
     explanation: str
     button: str
+    done: str
+
+
+@dataclass(frozen=True)
+class Operation(Confirmed):
     short: str
     eligible: Callable[[datetime], Q]
     applies: Callable[[Task, datetime], bool]
@@ -106,34 +115,62 @@ def operate(
         for batch in bulk.batches(eligible, op.apply, batch=bulk.BATCH):
             audit.record(request.user, Task, _labelled(batch), audit.action_message(op.done, max(total, 1)))
             changed += len(batch.changed)
-        _report(model_admin, request, op, changed)
-        if request.POST.get("_from_detail") and changed == 1:
-            only = request.POST.get(helpers.ACTION_CHECKBOX_NAME, "")
-            return HttpResponseRedirect(
-                reverse(f"{model_admin.admin_site.name}:horsies_django_task_change", args=[only])
-            )
-        return None
+        report(model_admin, request, changed, "task", op.done)
+        return back_to_detail(model_admin, request, changed, request.POST.get(helpers.ACTION_CHECKBOX_NAME, ""))
     shown = list(eligible.order_by("-enqueued_at")[:SHOWN])
     eligible_count = eligible.count()
     total = queryset.order_by().count()
+    return confirmation(
+        model_admin,
+        request,
+        "horsies_django/admin/confirm_action.html",
+        op,
+        shown=shown,
+        eligible_count=eligible_count,
+        more_count=max(eligible_count - len(shown), 0),
+        skipped_count=total - eligible_count,
+        batch=bulk.BATCH,
+    )
+
+
+def confirmation(
+    model_admin: ModelAdmin[Any], request: HttpRequest, template: str, op: Confirmed, **context: Any
+) -> TemplateResponse:
+    """An action's confirmation page (tasks, workflows, schedules), with what each page posts back."""
     context = {
         **model_admin.admin_site.each_context(request),
         "title": op.title,
         "op": op,
         "opts": model_admin.opts,
-        "shown": shown,
-        "eligible_count": eligible_count,
-        "more_count": max(eligible_count - len(shown), 0),
-        "skipped_count": total - eligible_count,
-        # Posted back as they came: the ticked ids, or "every task the filters match" (select_across).
+        # Posted back as they came: the ticked ids, or "every row the filters match" (select_across),
+        # so that the confirmed post selects what the first one did.
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "select_across": request.POST.get("select_across") == "1",
         "from_detail": bool(request.POST.get("_from_detail")),
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        "batch": bulk.BATCH,
+        **context,
     }
     request.current_app = model_admin.admin_site.name
-    return TemplateResponse(request, "horsies_django/admin/confirm_action.html", context)
+    return TemplateResponse(request, template, context)
+
+
+def report(model_admin: ModelAdmin[Any], request: HttpRequest, changed: int, noun: str, done: str) -> None:
+    """A warning when nothing changed, so that an action that did nothing does not read as one that worked."""
+    level = messages.SUCCESS if changed else messages.WARNING
+    model_admin.message_user(request, f"{changed:,} {noun}{'s'[: changed != 1]} {done}.", level)
+
+
+def back_to_detail(
+    model_admin: ModelAdmin[Any], request: HttpRequest, changed: int, pk: str
+) -> HttpResponseRedirect | None:
+    """Where an action posted from an object's page (`_from_detail`) and changed that object, the
+    operator goes back to it, not to the list (None: the admin's default, the list)."""
+    if not (request.POST.get("_from_detail") and changed == 1):
+        return None
+    opts = model_admin.opts
+    return HttpResponseRedirect(
+        reverse(f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_change", args=[pk])
+    )
 
 
 def _step(
@@ -146,13 +183,8 @@ def _step(
     audit.record(request.user, Task, _labelled(batch), audit.action_message(op.done, max(total, 1)))
     done = batch.after is None
     if done:  # shown on the page the script opens next
-        _report(model_admin, request, op, _int(request.POST.get("_changed")))
+        report(model_admin, request, _int(request.POST.get("_changed")), "task", op.done)
     return JsonResponse({"changed": len(batch.changed), "seen": batch.seen, "after": batch.after, "done": done})
-
-
-def _report(model_admin: ModelAdmin[Any], request: HttpRequest, op: Operation, changed: int) -> None:
-    level = messages.SUCCESS if changed else messages.WARNING
-    model_admin.message_user(request, f"{changed:,} task{'s'[: changed != 1]} {op.done}.", level)
 
 
 def _labelled(batch: bulk.Batch) -> list[tuple[str, str]]:

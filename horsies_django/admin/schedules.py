@@ -9,12 +9,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib import admin
 from django.db.models import Count, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce, Concat
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -23,6 +21,7 @@ from django.utils.safestring import SafeString
 from .. import scheduler
 from ..models import Schedule, Task, TaskStatus
 from . import audit, display
+from .actions import Confirmed, confirmation, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -71,33 +70,35 @@ def state_of(schedule: Schedule) -> str:
 
 
 @dataclass(frozen=True)
-class Toggle:
-    title: str
-    explanation: str
-    button: str
-    done: str
+class Toggle(Confirmed):
     paused: bool  # the state it applies to
     apply: Callable[[list[str]], list[str]]
 
 
 TOGGLES = {
-    "pause_schedules": Toggle(
-        title="Pause schedules",
-        explanation="A paused schedule sends nothing until it is resumed. Tasks it has already sent are not affected.",
-        button="Yes, pause",
-        done="paused",
-        paused=False,
-        apply=scheduler.pause,
-    ),
-    "resume_schedules": Toggle(
-        title="Resume schedules",
-        explanation="Each schedule goes on from its next slot. The slots it missed while paused are skipped, "
-        "whatever its catch_up setting.",
-        button="Yes, resume",
-        done="resumed",
-        paused=True,
-        apply=scheduler.resume,
-    ),
+    toggle.action: toggle
+    for toggle in [
+        Toggle(
+            action="pause_schedules",
+            title="Pause schedules",
+            explanation="A paused schedule sends nothing until it is resumed. Tasks it has already sent are not "
+            "affected.",
+            button="Yes, pause",
+            done="paused",
+            paused=False,
+            apply=scheduler.pause,
+        ),
+        Toggle(
+            action="resume_schedules",
+            title="Resume schedules",
+            explanation="Each schedule goes on from its next slot. The slots it missed while paused are skipped, "
+            "whatever its catch_up setting.",
+            button="Yes, resume",
+            done="resumed",
+            paused=True,
+            apply=scheduler.resume,
+        ),
+    ]
 }
 
 
@@ -210,20 +211,14 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
             audit.record(
                 request.user, Schedule, [(n, n) for n in changed], audit.action_message(toggle.done, len(changed))
             )
-            level = messages.SUCCESS if changed else messages.WARNING
-            self.message_user(request, f"{len(changed)} schedule{'s'[: len(changed) != 1]} {toggle.done}.", level)
+            report(self, request, len(changed), "schedule", toggle.done)
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": toggle.title,
-            "toggle": toggle,
-            "action": action,
-            "opts": self.opts,
-            "eligible": eligible,
-            "skipped_count": queryset.count() - len(eligible),
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across") == "1",
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "horsies_django/admin/confirm_schedules.html", context)
+        return confirmation(
+            self,
+            request,
+            "horsies_django/admin/confirm_schedules.html",
+            toggle,
+            eligible=eligible,
+            eligible_count=len(eligible),
+            skipped_count=queryset.count() - len(eligible),
+        )

@@ -9,12 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin, messages
-from django.contrib.admin import helpers
+from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -24,6 +22,7 @@ from ..models import Task
 from ..workflows.enums import WorkflowStatus, WorkflowTaskStatus
 from ..workflows.models import Workflow, WorkflowNode
 from . import display
+from .actions import Confirmed, back_to_detail, confirmation, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -58,13 +57,8 @@ BOX_W, BOX_H, GAP_X, GAP_Y = 150, 30, 60, 14
 
 
 @dataclass(frozen=True)
-class WorkflowOperation:
-    action: str
-    title: str
+class WorkflowOperation(Confirmed):
     short: str
-    explanation: str
-    button: str
-    done: str
     statuses: frozenset[str]
     apply: Callable[[str], bool]
 
@@ -326,27 +320,17 @@ class WorkflowAdmin(Operated, WorkflowAdminBase):
         eligible = list(queryset.filter(status__in=op.statuses).order_by("-created_at")[:500])
         if request.POST.get("post") == "yes":
             changed = [str(w.pk) for w in eligible if op.apply(str(w.pk))]
-            level = messages.SUCCESS if changed else messages.WARNING
-            self.message_user(request, f"{len(changed)} workflow{'s'[: len(changed) != 1]} {op.done}.", level)
-            if request.POST.get("_from_detail") and len(changed) == 1:
-                return HttpResponseRedirect(
-                    reverse(f"{self.admin_site.name}:horsies_django_workflow_change", args=[changed[0]])
-                )
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": op.title,
-            "op": op,
-            "opts": self.opts,
-            "eligible": eligible,
-            "skipped_count": queryset.count() - len(eligible),
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across") == "1",
-            "from_detail": bool(request.POST.get("_from_detail")),
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "horsies_django/admin/confirm_workflows.html", context)
+            report(self, request, len(changed), "workflow", op.done)
+            return back_to_detail(self, request, len(changed), changed[0] if changed else "")
+        return confirmation(
+            self,
+            request,
+            "horsies_django/admin/confirm_workflows.html",
+            op,
+            eligible=eligible,
+            eligible_count=len(eligible),
+            skipped_count=queryset.count() - len(eligible),
+        )
 
 
 def workflow_link(task: Task, admin_site: str = "admin") -> SafeString | str:

@@ -15,7 +15,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin, get_type_hints
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    TypedDict,
+    TypeVar,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -110,6 +121,23 @@ class TaskNode(Generic[T]):
     def __repr__(self) -> str:
         name = getattr(self.fn, "name", self.fn)
         return f"TaskNode({_safe(name)}{f', node_id={_safe(self.node_id)}' if self.node_id else ''})"
+
+
+class NodeOptions(TypedDict, total=False):
+    """`TaskNode`'s options after its task and arguments, as `task.node(**options)` takes them: one
+    list of them, so that `node()` passes on whatever `TaskNode` takes, with `TaskNode`'s defaults.
+    A key `TaskNode` does not take is a type error at that call."""
+
+    waits_for: Sequence[TaskNode[Any]] | None
+    args_from: Mapping[str, TaskNode[Any]] | None
+    workflow_ctx_from: Sequence[TaskNode[Any]] | None
+    queue: str | None
+    priority: int | None
+    allow_failed_deps: bool
+    join: str
+    min_success: int | None
+    good_until: datetime | None
+    node_id: str | None
 
 
 @dataclass(frozen=True)
