@@ -157,6 +157,9 @@ class Worker:
         self._db_retry_at = 0.0
         self._told_to_migrate = False
         self._held_threads: set[str] = set()  # running in threads past the shutdown timeout
+        # Timed out in a thread that cannot be stopped, with a retry due: the retry, saved once the
+        # thread returns (until then the task stays held, its lease renewed, so no worker runs it twice).
+        self._overran: dict[str, Finish] = {}
         self._next_prune = time.monotonic() + PRUNE_EVERY_S
         # When to run the scheduler next (monotonic): the earliest slot, at most a heartbeat away.
         self._next_schedules = 0.0
@@ -315,7 +318,7 @@ class Worker:
 
     def _deadline(self, running: _Running) -> float | None:
         """When the task times out (monotonic): its timeout from the moment it began running."""
-        if not running.timeout_ms or self.pool is None:
+        if not running.timeout_ms or self.pool is None or running.task.id in self._overran:
             return None
         start = self.pool.start_of(running.task.id)
         return None if start is None else start.monotonic + running.timeout_ms / 1000
@@ -324,6 +327,10 @@ class Worker:
         finished_at = timezone.now()
         for completion in completions:
             running = self._running.pop(completion.task_id, None)
+            retry = self._overran.pop(completion.task_id, None)
+            if retry is not None:
+                self._unsaved.append(retry)  # its thread has returned: the timeout's retry may run now
+                continue
             if running is None:
                 continue  # timed out or cancelled earlier; its late result is not wanted
             if completion.started_at is not None:
@@ -350,17 +357,26 @@ class Worker:
                 if start is not None:
                     running = replace(running, started_at=start.at)
                 stopped = pool.stop(task_id)
+                outcome = failure(
+                    OutcomeCode.TASK_TIMEOUT, f"task {running.task.name!r} ran longer than {running.timeout_ms} ms"
+                )
+                finish = self._finish_for(running, outcome, timezone.now())
+                held = not stopped and finish.status == TaskStatus.PENDING
                 logger.warning(
                     "task timed out id=%s name=%s (%s)",
                     task_id,
                     running.task.name,
-                    "process killed" if stopped else "thread left to finish; its result is discarded",
+                    "process killed"
+                    if stopped
+                    else "its thread cannot be stopped: the task is held until it returns, then retried"
+                    if held
+                    else "thread left to finish; its result is discarded",
                 )
+                if held:
+                    self._overran[task_id] = finish
+                    continue
                 del self._running[task_id]
-                outcome = failure(
-                    OutcomeCode.TASK_TIMEOUT, f"task {running.task.name!r} ran longer than {running.timeout_ms} ms"
-                )
-                self._unsaved.append(self._finish_for(running, outcome, timezone.now()))
+                self._unsaved.append(finish)
         if self.stopping and not self._gave_back_unstarted:
             # Tasks queued in a child but not started: give them back now, for other workers.
             self._gave_back_unstarted = True
@@ -526,6 +542,7 @@ class Worker:
                 if task_id not in renewed and task_id in self._running:
                     stopped = pool.stop(task_id)
                     del self._running[task_id]
+                    self._overran.pop(task_id, None)  # no retry for a task cancelled or taken over
                     logger.warning(
                         "task id=%s was cancelled or taken over; %s",
                         task_id,

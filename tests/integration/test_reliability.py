@@ -256,6 +256,20 @@ def test_a_timeout_listed_in_the_policy_is_retried() -> None:
     assert [outcome for _, outcome in attempts(handle.task_id)] == ["FAILED", "FAILED"]
 
 
+def test_a_thread_that_timed_out_is_not_retried_while_it_still_runs() -> None:
+    """A thread cannot be stopped: the timeout's retry waits for it, or the task would run twice at once."""
+    from ..conftest import ThreadWorker
+    from tests.taskapp.tasks import timeout_retried_logged
+
+    handle = timeout_retried_logged.send(1000, "overlap").unwrap()
+    with ThreadWorker(burst=False, concurrency=2):  # a free slot, where the retry could start at once
+        result = handle.get(timeout_ms=20000)
+    assert result.unwrap_err().error_code == OutcomeCode.TASK_TIMEOUT
+    events = [run.key for run in Run.objects.filter(key__startswith="overlap:").order_by("at", "id")]
+    assert events[:3] == ["overlap:start", "overlap:end", "overlap:start"], events
+    assert [outcome for _, outcome in attempts(handle.task_id)] == ["FAILED", "FAILED"]
+
+
 def test_async_task_runs_on_an_event_loop() -> None:
     handle = async_add.send(2, 3).unwrap()
     Worker(burst=True).run()

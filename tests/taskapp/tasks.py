@@ -118,6 +118,19 @@ def timeout_retried(ms: int) -> TaskResult[int, TaskError]:
     return TaskResult(ok=ms)
 
 
+@app.task(
+    "tests.timeout_retried_logged",
+    timeout_ms=300,
+    retry_policy=RetryPolicy.fixed([0.1], auto_retry_for=[OutcomeCode.TASK_TIMEOUT], jitter=False),
+)
+def timeout_retried_logged(ms: int, key: str) -> TaskResult[int, TaskError]:
+    """`timeout_retried`, writing a Run row as each run starts and as it ends."""
+    Run.objects.create(key=f"{key}:start", worker_pid=os.getpid())
+    time.sleep(ms / 1000)
+    Run.objects.create(key=f"{key}:end", worker_pid=os.getpid())
+    return TaskResult(ok=ms)
+
+
 @app.task("tests.async_add")
 async def async_add(a: int, b: int) -> TaskResult[int, TaskError]:
     import asyncio
