@@ -41,8 +41,8 @@ task_started = Signal()
 
 task_finished = Signal()
 """A task ended in a worker, well or not. sender: the Worker; task_id, task_name, queue_name,
-status ("COMPLETED" or "FAILED"), result (the TaskResult), attempt, worker_id, enqueued_at,
-started_at, finished_at."""
+status ("COMPLETED", "FAILED", or "EXPIRED" for a task ended by maintenance), result (the
+TaskResult), attempt, worker_id, enqueued_at, started_at, finished_at."""
 
 task_retried = Signal()
 """A try failed and its RetryPolicy runs it again. sender: the Worker; task_id, task_name,
@@ -130,6 +130,43 @@ def finished(worker: Worker, finishes: Sequence[Finish], applied: Collection[str
             error = result.err if isinstance(result.err, TaskError) else _error(finish)
             send(task_failed, worker, error=error, traceback=finish.error_traceback, **common, **times)
         send(task_finished, worker, status=finish.status, result=result, **common, **times)
+
+
+def ended_in_maintenance(worker: Worker, task_ids: Sequence[str]) -> None:
+    """Hook in the worker's maintenance: tasks it ended without running them, expired (never
+    started before `good_until`) or FAILED as WORKER_CRASHED (their worker was lost too often)."""
+    if not task_ids or not (task_finished.receivers or task_failed.receivers):
+        return
+    from .models import Task, TaskStatus
+
+    try:
+        rows = list(
+            Task.objects.using(worker._broker.alias)
+            .filter(pk__in=[uuid.UUID(i) for i in task_ids])
+            .values_list(
+                "id", "name", "queue_name", "status", "attempt", "worker_id", "enqueued_at", "started_at",
+                "finished_at", "result", "error_code", "error_message",
+            )
+        )  # fmt: skip
+    except DatabaseError as exc:  # the tasks are ended; a lost notification must not stop the worker
+        logger.warning("signals not sent for %d task(s): database error: %s", len(task_ids), exc)
+        return
+    for pk, name, queue_name, status, attempt, worker_id, enqueued_at, started_at, finished_at, *outcome in rows:
+        stored, code, message = outcome
+        error = TaskError(error_code=builtin_code(code) or code if code else None, message=message)
+        common: dict[str, Any] = {
+            "task_id": str(pk), "task_name": name, "queue_name": queue_name, "attempt": attempt,
+            "worker_id": worker_id or "", "enqueued_at": enqueued_at, "started_at": started_at,
+            "finished_at": finished_at,
+        }  # fmt: skip
+        if status == TaskStatus.FAILED:
+            send(task_failed, worker, error=error, traceback="", **common)
+        definition = worker.app.get_task(name)
+        try:
+            result = decode_result(stored, definition.signature.ok_adapter if definition else None)
+        except CodecError:
+            result = TaskResult(err=error)
+        send(task_finished, worker, status=status, result=result, **common)
 
 
 def _rows(worker: Worker, ids: list[str]) -> dict[str, tuple[str, str, Any]]:

@@ -688,8 +688,8 @@ class Broker:
             )
             return {str(uuid.UUID(str(row[0]))) for row in cursor.fetchall()}
 
-    def expire_pending(self, *, now: datetime, result: dict[str, Any], error_code: str, message: str) -> int:
-        """End PENDING tasks whose `good_until` has passed; they never run."""
+    def expire_pending(self, *, now: datetime, result: dict[str, Any], error_code: str, message: str) -> list[str]:
+        """End PENDING tasks whose `good_until` has passed; they never run. Their ids."""
         with self.write_transaction() as cursor:
             cursor.execute(
                 f"UPDATE {TASK_TABLE} SET status = {SQL_EXPIRED}, result = {self.json_placeholder}, error_code = %s, "
@@ -699,7 +699,7 @@ class Broker:
             expired = [row[0] for row in cursor.fetchall()]
             self.notify_done(cursor, expired)
             self._advance_workflows(expired)
-            return len(expired)
+            return [str(uuid.UUID(str(task_id))) for task_id in expired]
 
     def recover_lost(
         self, *, now: datetime, max_crash_reruns: int, crashed_result: dict[str, Any], message: str

@@ -549,7 +549,7 @@ class Worker:
                         "its process was killed" if stopped else "its result will be discarded",
                     )
             expired = TaskError(error_code=OutcomeCode.TASK_EXPIRED, message="not started before good_until")
-            self._broker.expire_pending(
+            expired_ids = self._broker.expire_pending(
                 now=now,
                 result={"err": encode_error(expired)},
                 error_code=OutcomeCode.TASK_EXPIRED.value,
@@ -571,6 +571,7 @@ class Worker:
         except (BrokerError, DatabaseError) as exc:  # the scheduler's hook reads through the ORM
             self._database_error("maintenance", exc)
             return
+        signals.ended_in_maintenance(self, [*expired_ids, *lost.failed])
         for task_id in lost.requeued:
             logger.warning("task requeued id=%s: its worker's lease expired", task_id)
         for task_id in lost.failed:

@@ -258,8 +258,9 @@ def test_a_timeout_listed_in_the_policy_is_retried() -> None:
 
 def test_a_thread_that_timed_out_is_not_retried_while_it_still_runs() -> None:
     """A thread cannot be stopped: the timeout's retry waits for it, or the task would run twice at once."""
-    from ..conftest import ThreadWorker
     from tests.taskapp.tasks import timeout_retried_logged
+
+    from ..conftest import ThreadWorker
 
     handle = timeout_retried_logged.send(1000, "overlap").unwrap()
     with ThreadWorker(burst=False, concurrency=2):  # a free slot, where the retry could start at once

@@ -191,3 +191,35 @@ def test_no_receivers_means_no_extra_query(django_assert_num_queries: Any) -> No
         for s, receivers in zip(worker_signals, saved, strict=True):
             s.receivers[:] = receivers
             s.sender_receivers_cache.clear()
+
+
+def test_tasks_ended_by_maintenance_are_signalled(events: list[tuple[str, Any, dict[str, Any]]]) -> None:
+    """Expiry and lease recovery end tasks that no worker finished: receivers (Sentry, Prometheus)
+    hear of them too."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from horsies_django.models import TaskStatus
+
+    expiring = add.with_options(good_until=timezone.now() + timedelta(milliseconds=50)).send(1, 1).unwrap()
+    lost = add.send(2, 2).unwrap()
+    Task.objects.filter(pk=lost.task_id).update(
+        status=TaskStatus.RUNNING, worker_id="gone", attempt=1, claim_token=1, crash_reruns=99,
+        started_at=timezone.now() - timedelta(minutes=5), lease_expires_at=timezone.now() - timedelta(minutes=1),
+    )  # fmt: skip
+    time.sleep(0.1)
+    Worker(burst=True, pool="threads").run()
+
+    assert names(events, expiring.task_id) == ["task_sent", "task_finished"]
+    finished = next(kw for name, _, kw in events if name == "task_finished" and kw["task_id"] == expiring.task_id)
+    assert finished["status"] == "EXPIRED" and finished["task_name"] == "tests.add"
+    assert finished["result"].unwrap_err().error_code == "TASK_EXPIRED"
+
+    assert names(events, lost.task_id) == ["task_sent", "task_failed", "task_finished"]
+    failed = next(kw for name, _, kw in events if name == "task_failed" and kw["task_id"] == lost.task_id)
+    assert failed["error"].error_code == OperationalErrorCode.WORKER_CRASHED
+    assert (failed["worker_id"], failed["attempt"], failed["queue_name"]) == ("gone", 1, "default")
+    finished = next(kw for name, _, kw in events if name == "task_finished" and kw["task_id"] == lost.task_id)
+    assert finished["status"] == "FAILED"
+    assert finished["result"].unwrap_err().error_code == OperationalErrorCode.WORKER_CRASHED
