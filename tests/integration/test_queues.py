@@ -89,6 +89,7 @@ def sample_running(stop: threading.Event, samples: list[int], queue_name: str | 
         connections.close_all()
 
 
+@pytest.mark.soak
 def test_a_queue_cap_of_2_holds_across_4_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HORSIES_TEST_BULK_CAP", "2")
     handles = [bulk_sleep.send(250).unwrap() for _ in range(12)]

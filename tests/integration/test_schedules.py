@@ -338,6 +338,7 @@ def test_schedulers_racing_for_the_same_slot_send_it_once(settings: Any) -> None
     assert probe_slots() == [T0 + k * MIN for k in range(20)]
 
 
+@pytest.mark.soak
 def test_each_slot_is_sent_once_with_three_workers_running_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     schedules = {
         "probe-every": {"task": "tests.scheduled_probe", "every": 1, "kwargs": {"label": "every"}, "catch_up": "all"},
@@ -401,6 +402,7 @@ def _stop(workers: list[Any]) -> list[str]:
     return logs
 
 
+@pytest.mark.soak
 def test_workers_sleep_until_the_next_slot_not_until_their_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
     """Three workers with a 10 s heartbeat run an every-second schedule: one task a second, each
     slot once, each sent soon after its time. (Woken only at heartbeats, the slots would be sent

@@ -110,6 +110,7 @@ def test_lost_task_runs_again_then_fails_as_worker_crashed_when_reruns_run_out()
     assert handle.get(timeout_ms=100).unwrap_err().error_code == "WORKER_CRASHED"
 
 
+@pytest.mark.soak
 def test_two_worker_processes_drain_500_tasks_and_none_runs_twice() -> None:
     for i in range(500):
         record.send(f"task-{i}")
