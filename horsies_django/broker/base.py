@@ -217,6 +217,8 @@ class Broker:
     default_poll_interval_s = 0.05
     # Appended to reads of rows about to be updated; PostgreSQL skips rows another worker holds.
     lock_rows = ""
+    # Where a claim reads its ready rows from: SQLite names the ready index (see SqliteBroker).
+    ready_rows = TASK_TABLE
 
     # The public operations: each turns driver errors into `BrokerError` (see `__init_subclass__`).
     operations = (
@@ -287,6 +289,9 @@ class Broker:
 
     def db_datetime(self, value: datetime | None) -> Any:
         return self.connection.ops.adapt_datetimefield_value(value)
+
+    def plan_claims(self, cursor: Any) -> None:
+        """Steer the planner of the claim's transaction to the ready index (a vendor hook)."""
 
     @contextmanager
     def write_transaction(self) -> Iterator[CursorWrapper]:
@@ -424,6 +429,7 @@ class Broker:
         if not caps and cluster_cap is None and not rate_limits:
             return self.claim(worker_id=worker_id, queues=queues, limit=limit, now=now, lease_until=lease_until)
         with self.write_transaction() as cursor:
+            self.plan_claims(cursor)
             room = limit
             if cluster_cap is not None:
                 self.lock_capped_claims(cursor, [CLUSTER_LOCK])
@@ -517,7 +523,7 @@ class Broker:
                 conditions.append(f"{column} NOT IN ({', '.join(['%s'] * len(full))})")
                 params += full
         cursor.execute(
-            f"SELECT id, queue_name, name FROM {TASK_TABLE} WHERE {' AND '.join(conditions)} "
+            f"SELECT id, queue_name, name FROM {self.ready_rows} WHERE {' AND '.join(conditions)} "
             f"ORDER BY priority, run_at LIMIT %s{self.lock_rows}",
             [*params, limit],
         )

@@ -267,13 +267,16 @@ class PostgresBroker(Broker):
         )
         # A short transaction of its own: the planner setting below must not outlive the claim.
         with transaction.atomic(using=self.alias), self.fast_cursor() as cursor:
-            # Right after a burst of sends the table's statistics are stale, and the planner then
-            # reads every pending row with a bitmap scan and sorts them on each claim, although the
-            # ready index is already in claim order. Discouraging sorts keeps the index scan;
-            # queries with no sort-free plan still sort. LOCAL: only until this transaction ends.
-            cursor.execute("SET LOCAL enable_sort = off")
+            self.plan_claims(cursor)
             cursor.execute(sql, params)
             return self._claimed(cursor.fetchall())
+
+    def plan_claims(self, cursor: Any) -> None:
+        # Right after a burst of sends the table's statistics are stale, and the planner then
+        # reads every pending row with a bitmap scan and sorts them on each claim, although the
+        # ready index is already in claim order. Discouraging sorts keeps the index scan;
+        # queries with no sort-free plan still sort. LOCAL: only until this transaction ends.
+        cursor.execute("SET LOCAL enable_sort = off")
 
     def claim_statement(
         self, *, worker_id: str, queues: Sequence[str] | None, limit: int, now: datetime, lease_until: datetime

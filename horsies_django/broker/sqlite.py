@@ -29,6 +29,10 @@ from .base import (
 
 class SqliteBroker(Broker):
     vendor = "sqlite"
+    # Without statistics SQLite picked the status or queue index and sorted every pending row on
+    # each claim, inside the write lock that every other worker waits for; the ready index is
+    # already in claim order.
+    ready_rows = f"{TASK_TABLE} INDEXED BY horsies_task_ready_idx"
 
     def db_uuid(self, value: uuid.UUID) -> Any:
         return value.hex  # Django stores UUIDField as 32 hex digits on SQLite.
@@ -131,15 +135,13 @@ class SqliteBroker(Broker):
             UPDATE {TASK_TABLE}
                SET status = {SQL_RUNNING}, claim_token = claim_token + 1, attempt = attempt + 1,
                    worker_id = %s, claimed_at = %s, started_at = %s, lease_expires_at = %s
-             WHERE id IN (SELECT id FROM {TASK_TABLE} INDEXED BY horsies_task_ready_idx
+             WHERE id IN (SELECT id FROM {self.ready_rows}
                            WHERE status = {SQL_PENDING} AND run_at <= %s
                              AND (good_until IS NULL OR good_until > %s) {queue_filter}
                            ORDER BY priority, run_at
                            LIMIT %s)
             {self.claim_returning.format(t="")}
         """
-        # INDEXED BY: without statistics SQLite picked the status index and sorted every pending
-        # row on each claim (5 ms at 20,000 pending, against 0.04 ms through the ready index).
         with self.write_transaction() as cursor:
             cursor.execute(sql, params)
             return self._claimed(cursor.fetchall())
