@@ -153,7 +153,7 @@ def ended_in_maintenance(worker: Worker, task_ids: Sequence[str]) -> None:
         return
     for pk, name, queue_name, status, attempt, worker_id, enqueued_at, started_at, finished_at, *outcome in rows:
         stored, code, message = outcome
-        error = TaskError(error_code=builtin_code(code) or code if code else None, message=message)
+        error = _task_error(code, message or "")
         common: dict[str, Any] = {
             "task_id": str(pk), "task_name": name, "queue_name": queue_name, "attempt": attempt,
             "worker_id": worker_id or "", "enqueued_at": enqueued_at, "started_at": started_at,
@@ -161,12 +161,7 @@ def ended_in_maintenance(worker: Worker, task_ids: Sequence[str]) -> None:
         }  # fmt: skip
         if status == TaskStatus.FAILED:
             send(task_failed, worker, error=error, traceback="", **common)
-        definition = worker.app.get_task(name)
-        try:
-            result = decode_result(stored, definition.signature.ok_adapter if definition else None)
-        except CodecError:
-            result = TaskResult(err=error)
-        send(task_finished, worker, status=status, result=result, **common)
+        send(task_finished, worker, status=status, result=_decoded(worker, name, stored, error), **common)
 
 
 def _rows(worker: Worker, ids: list[str]) -> dict[str, tuple[str, str, Any]]:
@@ -179,19 +174,25 @@ def _rows(worker: Worker, ids: list[str]) -> dict[str, tuple[str, str, Any]]:
     }
 
 
+def _task_error(code: str | None, message: str) -> TaskError:
+    return TaskError(error_code=builtin_code(code) or code if code else None, message=message)
+
+
 def _error(finish: Finish) -> TaskError:
-    code = finish.error_code
-    return TaskError(error_code=builtin_code(code) or code if code else None, message=finish.error_message)
+    return _task_error(finish.error_code, finish.error_message)
+
+
+def _decoded(worker: Worker, name: str, envelope: Any, error: TaskError) -> TaskResult[Any, TaskError]:
+    """A stored result decoded with the task's types; `error` if it does not decode."""
+    definition = worker.app.get_task(name)
+    try:
+        return decode_result(envelope, definition.signature.ok_adapter if definition else None)
+    except CodecError:
+        return TaskResult(err=error)
 
 
 def _result(worker: Worker, name: str, finish: Finish) -> TaskResult[Any, TaskError]:
-    definition = worker.app.get_task(name)
-    try:
-        return decode_result(
-            loads(finish.result_json or "null"), definition.signature.ok_adapter if definition else None
-        )
-    except CodecError:
-        return TaskResult(err=_error(finish))
+    return _decoded(worker, name, loads(finish.result_json or "null"), _error(finish))
 
 
 __all__ = [
