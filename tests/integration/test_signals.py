@@ -223,3 +223,65 @@ def test_tasks_ended_by_maintenance_are_signalled(events: list[tuple[str, Any, d
     finished = next(kw for name, _, kw in events if name == "task_finished" and kw["task_id"] == lost.task_id)
     assert finished["status"] == "FAILED"
     assert finished["result"].unwrap_err().error_code == OperationalErrorCode.WORKER_CRASHED
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+HOSTILE_STORED = [
+    pytest.param({"ok": "not an int"}, "tests.add", id="ok-of-the-wrong-type"),
+    pytest.param([1, 2], "tests.add", id="not-an-envelope"),
+    pytest.param({"err": "not an error"}, "tests.add", id="err-not-an-object"),
+    pytest.param({"ok": 1, "err": None}, "tests.add", id="both-sides"),
+    pytest.param({"ok": _nested(200)}, "tests.add", id="deep"),
+    pytest.param({"ok": "x" * 1_000_000}, "tests.add", id="huge"),
+    pytest.param({"ok": "\ufffd \x01 \u2028"}, "no.such.task", id="unknown-task"),
+    # NaN: neither database keeps it (jsonb refuses it, SQLite's json_valid() check too), and a lone
+    # surrogate or NUL cannot be stored either: no row can hand one to a receiver.
+    pytest.param({"ok": float("nan")}, "tests.add", id="nan"),
+    pytest.param(None, "tests.add", id="no-result"),
+]
+
+
+@pytest.mark.parametrize(("stored", "name"), HOSTILE_STORED)
+def test_a_hostile_row_ended_by_maintenance_is_signalled_and_breaks_nothing(
+    stored: Any, name: str, events: list[tuple[str, Any, dict[str, Any]]]
+) -> None:
+    """Rows are read back to signal them: whatever a row holds, the worker's maintenance goes on and
+    each receiver gets a TaskResult (the row's error when its result does not decode)."""
+    from django.db import DataError, IntegrityError, transaction
+    from django.utils import timezone
+
+    from horsies_django.models import TaskStatus
+
+    hostile = add.send(1, 1).unwrap()
+    plain = add.send(2, 2).unwrap()
+    now = timezone.now()
+    hostile_row = {
+        "name": name, "status": TaskStatus.FAILED, "result": stored, "error_code": "X" * 100,
+        "error_message": "m" * 100_000, "finished_at": now,
+    }  # fmt: skip
+    if isinstance(stored, dict) and stored.get("ok") != stored.get("ok"):  # NaN
+        with pytest.raises((DataError, IntegrityError)), transaction.atomic():
+            Task.objects.filter(pk=hostile.task_id).update(**hostile_row)
+        return
+    Task.objects.filter(pk=hostile.task_id).update(**hostile_row)
+    Task.objects.filter(pk=plain.task_id).update(
+        status=TaskStatus.EXPIRED, result={"err": {"error_code": "TASK_EXPIRED", "message": "late"}}, finished_at=now
+    )
+    worker = Worker(burst=True, pool="threads")
+    signals.ended_in_maintenance(worker, [hostile.task_id, plain.task_id, "00000000-0000-0000-0000-000000000000"])
+
+    assert names(events, hostile.task_id)[-2:] == ["task_failed", "task_finished"]
+    finished = next(kw for n, _, kw in events if n == "task_finished" and kw["task_id"] == hostile.task_id)
+    assert finished["status"] == "FAILED" and finished["task_name"] == name
+    assert finished["result"].is_err() or finished["result"].is_ok()  # a TaskResult either way
+    if finished["result"].is_err():
+        assert finished["result"].unwrap_err().error_code == "X" * 100
+    expired = next(kw for n, _, kw in events if n == "task_finished" and kw["task_id"] == plain.task_id)
+    assert expired["status"] == "EXPIRED"
+    assert expired["result"].unwrap_err().error_code == "TASK_EXPIRED"
