@@ -119,3 +119,22 @@ def test_inside_a_transaction_a_lost_statement_fails_that_send_and_the_next_send
     assert Task.objects.count() == 1
     _send(1)
     assert Task.objects.count() == 2
+
+
+def test_a_send_in_an_aborted_transaction_fails_alone_and_later_sends_are_still_prepared() -> None:
+    """A prepare that fails (here: the caller's transaction is already aborted) leaves psycopg's
+    cache and the session consistent: the next sends work and share one prepared statement."""
+    from django.db import DatabaseError
+
+    _send(1)
+    with pytest.raises(DatabaseError), transaction.atomic():
+        with connection.cursor() as cursor:
+            with pytest.raises(DatabaseError):
+                cursor.execute("SELECT 1/0")
+        sent = add.send(1, 1)  # the transaction is aborted: the database refuses every statement
+        assert sent.unwrap_err().code == TaskSendErrorCode.ENQUEUE_FAILED
+        raise DatabaseError("roll the caller's transaction back")
+    assert PostgresBroker.prepare_statements is True  # an aborted transaction is not a pooler
+    _send(3)
+    assert Task.objects.count() == 4
+    assert len(_prepared_inserts()) == 1
