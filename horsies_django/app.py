@@ -34,6 +34,7 @@ from .types.codes import (
     TaskSendErrorCode,
     code_spelling_problem,
 )
+from .types.ids import new_task_id
 from .types.results import Err, Ok, Result, TaskError, TaskResult, TaskSendError, TaskSendPayload, TaskSendResult
 from .types.retry import RateLimit, RetryPolicy
 from .types.status import TaskAttemptOutcome
@@ -816,7 +817,7 @@ class TaskFunction(Generic[P, T]):
         now = timezone.now()
         return Ok(
             NewTask(
-                id=uuid.uuid4(),
+                id=new_task_id(),
                 name=self.name,
                 queue_name=prepared.queue_name,
                 priority=prepared.priority,

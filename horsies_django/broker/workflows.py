@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..models import TERMINAL_STATUSES, TaskStatus
 from ..types.codec import dumps, loads
 from ..types.codes import RetrievalCode, WorkflowCode
+from ..types.ids import new_task_id
 from ..workflows.enums import Join, OnError, WorkflowStatus, WorkflowTaskStatus
 from .base import INSERT_CHUNK, TASK_TABLE, NewTask
 
@@ -127,7 +128,7 @@ class WorkflowSql:
         transaction (the caller's, if one is open)."""
         broker = self.broker
         roots = [node for node in workflow.nodes if not node.waits_for]
-        task_ids = {node.index: uuid.uuid4() for node in roots}
+        task_ids = {node.index: new_task_id() for node in roots}
         with broker.write_transaction() as cursor:
             cursor.execute(
                 f"INSERT INTO {WORKFLOW_TABLE} (id, name, definition_key, status, on_error, output_index, "
@@ -359,7 +360,7 @@ class WorkflowSql:
         tasks: list[NewTask] = []
         assigned: list[tuple[Any, str]] = []
         for db_id, index, node_id, name, queue, priority, good_until, retries, kwargs, args_from, ctx, meta in rows:
-            task_id = uuid.uuid4()
+            task_id = new_task_id()
             ctx_from = None if ctx is None else loads(ctx)
             tasks.append(
                 _new_task(
