@@ -138,3 +138,40 @@ def test_a_send_in_an_aborted_transaction_fails_alone_and_later_sends_are_still_
     _send(3)
     assert Task.objects.count() == 4
     assert len(_prepared_inserts()) == 1
+
+
+def test_the_send_cursor_is_kept_per_connection_and_per_thread() -> None:
+    """Single sends reuse one cursor on this thread's connection; a new connection (Django closed
+    the old one) gets a new cursor, and another thread, with its own connection, its own."""
+    import threading
+
+    from django.db import connections
+
+    broker = get_broker()
+    _send(2)
+    connection.ensure_connection()
+    kept = broker._send_cursor(connection.connection)
+    _send(1)
+    assert broker._send_cursor(connection.connection) is kept
+    connection.close()
+    _send(1)  # reconnects
+    renewed = broker._send_cursor(connection.connection)
+    assert renewed is not kept and renewed.connection is connection.connection
+    assert kept.connection.closed
+
+    seen: list[object] = []
+
+    def other_thread() -> None:
+        try:
+            add.send(7, 1).unwrap()
+            own = connections["default"]
+            seen.append(broker._send_cursor(own.connection))
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert len(seen) == 1 and seen[0] is not renewed
+    assert broker._send_cursor(connection.connection) is renewed
+    assert Task.objects.count() == 5
