@@ -118,3 +118,25 @@ def test_recent_task_is_still_listed_after_hostile_requests(client: Client) -> N
     assert response.status_code == 200
     assert b"tests.boom" in response.content
     assert Task.objects.filter(enqueued_at__gte=timezone.now() - timedelta(hours=1)).count() == 1
+
+
+# Queue names as stored rows may hold them (the broker checks sends; rows can be written by anyone).
+STORED_QUEUE_NAMES = ["", " ", "<script>alert(1)</script>", "a'b\"c", "ünïcødé", "🐎", "x" * 100, "a%b_c", "\\"]
+
+
+def test_hostile_stored_queue_names_are_listed_escaped_in_the_queue_filter(client: Client) -> None:
+    from horsies_django import stats
+
+    now = timezone.now()
+    statuses = list(TaskStatus)
+    for index, queue in enumerate(STORED_QUEUE_NAMES):
+        Task.objects.create(
+            name="tests.add", queue_name=queue, status=statuses[index % len(statuses)], run_at=now, enqueued_at=now
+        )
+    assert set(stats.distinct_values("queue_name")) == {*STORED_QUEUE_NAMES, "default"}
+    response = client.get(reverse("admin:horsies_django_task_changelist"))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "ünïcødé" in page and "🐎" in page
