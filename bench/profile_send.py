@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_send.py --db postgres
     .venv/bin/python bench/profile_send.py --db sqlite --profile 25
+    .venv/bin/python bench/profile_send.py --db sqlite --repeat 1 --timeline 10000
 
 Prints sends/s (the median of --repeat runs of --tasks sends) and, with --profile N, the N
 costliest functions of one more run under cProfile, by their own time and by cumulative time.
@@ -17,7 +18,9 @@ import pstats
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -31,6 +34,13 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=3_000, help="sends per run (default: %(default)s)")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the median is reported (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions")
+    parser.add_argument(
+        "--timeline",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time each of N more sends; list the slow ones (SQLite's WAL checkpoints) and the rate between them",
+    )
     options = parser.parse_args()
 
     import os
@@ -66,6 +76,8 @@ def main() -> int:
         f"(runs: {', '.join(f'{r:,.0f}' for r in rates)}); "
         f"client CPU per send: {statistics.median(cpu):,.0f} us"
     )
+    if options.timeline:
+        timeline(options.timeline, reset, noop)
     if options.profile:
         profiler = cProfile.Profile()
         profiler.enable()
@@ -77,6 +89,30 @@ def main() -> int:
             print(f"--- by {order} ---")
             print(out.getvalue().split("\n\n", 1)[-1].strip())
     return 0
+
+
+SLOW_SEND_S = 0.005
+
+
+def timeline(n: int, reset: Callable[[], None], task: Any) -> None:
+    """Time each send: on SQLite, a few take tens of milliseconds (the connection that commits
+    past `wal_autocheckpoint` pages runs the checkpoint, which flushes to disk); how often they
+    come is how many WAL pages a send writes."""
+    reset()
+    times: list[float] = []
+    for i in range(n):
+        started = time.perf_counter()
+        task.send(i).unwrap()
+        times.append(time.perf_counter() - started)
+    slow = [(i, t) for i, t in enumerate(times) if t > SLOW_SEND_S]
+    fast_total = sum(times) - sum(t for _, t in slow)
+    gaps = [b[0] - a[0] for a, b in zip(slow, slow[1:], strict=False)]
+    print(
+        f"timeline of {n:,} sends: {n / sum(times):,.0f}/s overall, median {statistics.median(times) * 1e6:,.0f} us; "
+        f"{len(slow)} over {SLOW_SEND_S * 1000:.0f} ms ({', '.join(f'{t * 1000:.1f}' for _, t in slow)} ms), "
+        f"every {statistics.median(gaps) if gaps else float('nan'):,.0f} sends; "
+        f"{(n - len(slow)) / fast_total:,.0f}/s between them"
+    )
 
 
 if __name__ == "__main__":
