@@ -44,6 +44,10 @@ def claim_lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=4).digest(), signed=True)
 
 
+# Per thread: the cursor of single sends, by database alias (PostgresBroker._send_cursor).
+_send_cursors = threading.local()
+
+
 class PostgresBroker(Broker):
     vendor = "postgresql"
     json_placeholder = "%s::jsonb"
@@ -58,10 +62,6 @@ class PostgresBroker(Broker):
         psycopg.InterfaceError,
         psycopg.InternalError,
     )
-
-    def __init__(self, alias: str, *, poll_only: bool = False, listen_alias: str | None = None) -> None:
-        super().__init__(alias, poll_only=poll_only, listen_alias=listen_alias)
-        self._send_cursors = threading.local()
 
     @contextmanager
     def fast_cursor(self, listen: bool = False) -> Iterator[Any]:
@@ -149,12 +149,16 @@ class PostgresBroker(Broker):
             self.execute_prepared(self._send_cursor(connection.connection), sql, params)
 
     def _send_cursor(self, raw: psycopg.Connection[Any]) -> psycopg.Cursor[Any]:
-        """The cursor single sends on this thread's connection use, kept from one send to the next:
-        an INSERT leaves nothing in it, and making one costs a tenth of a send's Python. Brokers
-        are shared by threads, Django's connections are not, hence one per thread."""
-        cursor: psycopg.Cursor[Any] | None = getattr(self._send_cursors, "cursor", None)
+        """The cursor single sends on this thread's connection to the broker's database use, kept
+        from one send to the next: an INSERT leaves nothing in it, and making one costs a tenth of
+        a send's Python. Django's connections are per thread, and so are these cursors; brokers,
+        which are made per task and settings, share them."""
+        cursors: dict[str, psycopg.Cursor[Any]] | None = getattr(_send_cursors, "by_alias", None)
+        if cursors is None:
+            cursors = _send_cursors.by_alias = {}
+        cursor = cursors.get(self.alias)
         if cursor is None or cursor.connection is not raw or cursor.closed:
-            cursor = self._send_cursors.cursor = psycopg.Cursor(raw)
+            cursor = cursors[self.alias] = psycopg.Cursor(raw)
         return cursor
 
     def execute_prepared(self, cursor: Any, sql: str, params: Sequence[Any]) -> None:

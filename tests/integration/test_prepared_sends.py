@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -140,38 +141,47 @@ def test_a_send_in_an_aborted_transaction_fails_alone_and_later_sends_are_still_
     assert len(_prepared_inserts()) == 1
 
 
-def test_the_send_cursor_is_kept_per_connection_and_per_thread() -> None:
-    """Single sends reuse one cursor on this thread's connection; a new connection (Django closed
-    the old one) gets a new cursor, and another thread, with its own connection, its own."""
+def test_single_sends_make_one_cursor_per_connection_and_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Single sends reuse one cursor on this thread's connection, whichever task sends; a new
+    connection (Django closed the old one) gets a new cursor, and another thread, with its own
+    connection, its own."""
     import threading
 
+    import psycopg
     from django.db import connections
 
-    broker = get_broker()
-    _send(2)
-    connection.ensure_connection()
-    kept = broker._send_cursor(connection.connection)
-    _send(1)
-    assert broker._send_cursor(connection.connection) is kept
-    connection.close()
-    _send(1)  # reconnects
-    renewed = broker._send_cursor(connection.connection)
-    assert renewed is not kept and renewed.connection is connection.connection
-    assert kept.connection.closed
+    from tests.taskapp.tasks import boom
 
-    seen: list[object] = []
+    made: list[psycopg.Cursor[Any]] = []
+
+    class CountedCursor(psycopg.Cursor):  # type: ignore[type-arg]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(psycopg, "Cursor", CountedCursor)
+    _send(4)
+    boom.send("x").unwrap()
+    assert len(made) == 1
+    assert made[0].connection is connection.connection
+
+    connection.close()
+    _send(2)  # reconnects
+    assert len(made) == 2
+    assert made[1].connection is connection.connection and made[0].connection.closed
 
     def other_thread() -> None:
         try:
             add.send(7, 1).unwrap()
-            own = connections["default"]
-            seen.append(broker._send_cursor(own.connection))
+            add.send(8, 1).unwrap()
+            assert made[-1].connection is connections["default"].connection
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=other_thread)
     thread.start()
     thread.join()
-    assert len(seen) == 1 and seen[0] is not renewed
-    assert broker._send_cursor(connection.connection) is renewed
-    assert Task.objects.count() == 5
+    assert len(made) == 3
+    _send(1)
+    assert len(made) == 3
+    assert Task.objects.count() == 10
