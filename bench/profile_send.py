@@ -106,12 +106,13 @@ def timeline(n: int, reset: Callable[[], None], task: Any) -> None:
         times.append(time.perf_counter() - started)
     slow = [(i, t) for i, t in enumerate(times) if t > SLOW_SEND_S]
     fast_total = sum(times) - sum(t for _, t in slow)
+    between = f"{(n - len(slow)) / fast_total:,.0f}/s" if fast_total > 0 else "n/a"
     gaps = [b[0] - a[0] for a, b in zip(slow, slow[1:], strict=False)]
     print(
         f"timeline of {n:,} sends: {n / sum(times):,.0f}/s overall, median {statistics.median(times) * 1e6:,.0f} us; "
         f"{len(slow)} over {SLOW_SEND_S * 1000:.0f} ms ({', '.join(f'{t * 1000:.1f}' for _, t in slow)} ms), "
         f"every {statistics.median(gaps) if gaps else float('nan'):,.0f} sends; "
-        f"{(n - len(slow)) / fast_total:,.0f}/s between them"
+        f"{between} between them"
     )
 
 

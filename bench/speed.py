@@ -300,7 +300,7 @@ def _checkpoint() -> None:
 
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("CHECKPOINT")
+            cursor.execute("CHECKPOINT")  # needs a superuser or pg_checkpoint, as the bench's user is
 
 
 def measure_claims(library: Library, *, rows: int, tasks: int, batch: int) -> dict[str, Any]:
