@@ -154,6 +154,27 @@ def confirmation(
     return TemplateResponse(request, template, context)
 
 
+def confirm_listed(
+    model_admin: ModelAdmin[Any],
+    request: HttpRequest,
+    template: str,
+    op: Confirmed,
+    eligible: list[Any],
+    selected: QuerySet[Any],
+) -> TemplateResponse:
+    """The confirmation page of an action that lists every row it will change (schedules,
+    workflows), and counts the selected rows it leaves as they are."""
+    return confirmation(
+        model_admin,
+        request,
+        template,
+        op,
+        eligible=eligible,
+        eligible_count=len(eligible),
+        skipped_count=selected.count() - len(eligible),
+    )
+
+
 def report(model_admin: ModelAdmin[Any], request: HttpRequest, changed: int, noun: str, done: str) -> None:
     """A warning when nothing changed, so that an action that did nothing does not read as one that worked."""
     level = messages.SUCCESS if changed else messages.WARNING

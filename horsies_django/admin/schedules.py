@@ -21,7 +21,7 @@ from django.utils.safestring import SafeString
 from .. import scheduler
 from ..models import Schedule, Task, TaskStatus
 from . import audit, display
-from .actions import Confirmed, confirmation, report
+from .actions import Confirmed, confirm_listed, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -213,12 +213,4 @@ class ScheduleAdmin(Operated, ScheduleAdminBase):
             )
             report(self, request, len(changed), "schedule", toggle.done)
             return None
-        return confirmation(
-            self,
-            request,
-            "horsies_django/admin/confirm_schedules.html",
-            toggle,
-            eligible=eligible,
-            eligible_count=len(eligible),
-            skipped_count=queryset.count() - len(eligible),
-        )
+        return confirm_listed(self, request, "horsies_django/admin/confirm_schedules.html", toggle, eligible, queryset)

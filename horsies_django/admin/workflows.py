@@ -22,7 +22,7 @@ from ..models import Task
 from ..workflows.enums import WorkflowStatus, WorkflowTaskStatus
 from ..workflows.models import Workflow, WorkflowNode
 from . import display
-from .actions import Confirmed, back_to_detail, confirmation, report
+from .actions import Confirmed, back_to_detail, confirm_listed, report
 from .attempts import Operated
 
 if TYPE_CHECKING:
@@ -322,15 +322,7 @@ class WorkflowAdmin(Operated, WorkflowAdminBase):
             changed = [str(w.pk) for w in eligible if op.apply(str(w.pk))]
             report(self, request, len(changed), "workflow", op.done)
             return back_to_detail(self, request, len(changed), changed[0] if changed else "")
-        return confirmation(
-            self,
-            request,
-            "horsies_django/admin/confirm_workflows.html",
-            op,
-            eligible=eligible,
-            eligible_count=len(eligible),
-            skipped_count=queryset.count() - len(eligible),
-        )
+        return confirm_listed(self, request, "horsies_django/admin/confirm_workflows.html", op, eligible, queryset)
 
 
 def workflow_link(task: Task, admin_site: str = "admin") -> SafeString | str:
