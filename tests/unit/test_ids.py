@@ -49,6 +49,24 @@ def test_a_millisecond_outside_48_bits_is_refused(unix_ms: int) -> None:
         uuid7_from(unix_ms, 0)
 
 
+@pytest.mark.parametrize(
+    ("unix_ms", "random_bits"),
+    [
+        (float("nan"), 0), (float("inf"), 0), (1.5, 0), ("1", 0), (None, 0), (b"\x00", 0),
+        (0, float("nan")), (0, 1.5), (0, "\ud800"), (0, None),
+    ],
+)  # fmt: skip
+def test_hostile_inputs_raise_and_never_make_an_id(unix_ms: object, random_bits: object) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        uuid7_from(unix_ms, random_bits)  # type: ignore[arg-type]
+
+
+def test_random_bits_beyond_80_are_ignored_and_negative_ones_still_make_a_valid_id() -> None:
+    for random_bits in (1 << 200, -1, -(1 << 100)):
+        made = uuid7_from(5, random_bits)
+        assert (made.version, made.variant, made.int >> 80) == (7, uuid.RFC_4122, 5)
+
+
 def test_new_ids_carry_the_current_millisecond_and_do_not_repeat() -> None:
     before = time.time_ns() // 1_000_000
     ids = [new_task_id() for _ in range(10_000)]
